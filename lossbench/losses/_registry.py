@@ -1,0 +1,180 @@
+"""Loss registry: each public module of ``lossbench.losses`` registers its losses with ``@register_loss``.
+
+Modules are found by ``discover()`` (pkgutil over the subpackage), so adding a loss is one module plus one
+``conf/loss/<name>.yaml`` and one test; nothing here is edited.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import pkgutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from torch import nn
+
+from ._validation import InvalidLossParameterError, check_class_counts, check_num_classes, check_param
+
+__all__ = ["LOSSES", "LossSpec", "available_losses", "build_loss", "register_loss", "validate_loss_params"]
+
+_REGISTRY: dict[str, LossSpec] = {}
+LOSSES: Mapping[str, LossSpec] = MappingProxyType(_REGISTRY)
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """Metadata of one registered loss (``LOSSES[name]``).
+
+    Attributes
+    ----------
+    name : registry and yaml name.
+    summary : one line: what the loss is, with its reference.
+    params : parameter name -> default (the keys of ``conf/loss/<name>.yaml`` besides ``name``).
+    needs_class_counts : True when ``build_loss`` with the *default* params needs ``class_counts``
+        (``requires_class_counts(params)`` answers for given params, e.g. weighted_ce with explicit weights).
+    probabilistic : True when ``softmax(logits)`` is the model's probability estimate under this loss.
+    """
+
+    name: str
+    summary: str
+    params: Mapping[str, Any]
+    needs_class_counts: bool
+    probabilistic: bool
+    factory: Callable[..., nn.Module] = field(repr=False)
+    constraints: Mapping[str, tuple[Any, ...]] = field(repr=False)
+    counts_rule: Callable[[Mapping[str, Any]], bool] = field(repr=False)
+
+    def requires_class_counts(self, params: Mapping[str, Any]) -> bool:
+        """Whether ``build_loss`` needs ``class_counts`` with these (validated, defaults-filled) params."""
+        return self.counts_rule(params)
+
+
+def register_loss(
+    name: str,
+    *,
+    summary: str,
+    params: Mapping[str, tuple[Any, Sequence[Any]]],
+    probabilistic: bool,
+    needs_class_counts: bool | Callable[[Mapping[str, Any]], bool] = False,
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Register ``factory(num_classes=..., class_counts=..., **params) -> nn.Module`` under ``name``.
+
+    ``params`` maps each parameter to ``(default, constraints)``; a value is valid when it satisfies any
+    constraint (see ``_validation``). ``needs_class_counts`` may be a function of the validated params.
+    """
+    rule = needs_class_counts if callable(needs_class_counts) else (lambda _p, _v=needs_class_counts: _v)
+
+    def decorator(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _REGISTRY:
+            raise RuntimeError(f"Loss {name!r} is registered twice ({_REGISTRY[name].factory.__module__}).")
+        constraints = {p: tuple(c) for p, (_, c) in params.items()}
+        defaults = {
+            p: check_param(f"loss {name!r}", p, d, constraints[p], None) for p, (d, _) in params.items()
+        }
+        _REGISTRY[name] = LossSpec(
+            name=name,
+            summary=summary,
+            params=MappingProxyType(defaults),
+            needs_class_counts=bool(rule(defaults)),
+            probabilistic=probabilistic,
+            factory=factory,
+            constraints=MappingProxyType(constraints),
+            counts_rule=rule,
+        )
+        return factory
+
+    return decorator
+
+
+def discover(package: str, path: Sequence[str]) -> None:
+    """Import every public module of the package so its ``@register_loss`` calls run."""
+    for info in sorted(pkgutil.iter_modules(path), key=lambda i: i.name):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{package}.{info.name}")
+
+
+def available_losses() -> list[str]:
+    """Sorted names of the registered losses."""
+    return sorted(_REGISTRY)
+
+
+def _did_you_mean(word: str, options: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def _spec(name: Any) -> LossSpec:
+    if not isinstance(name, str) or name not in _REGISTRY:
+        hint = _did_you_mean(name, list(_REGISTRY)) if isinstance(name, str) else ""
+        raise ValueError(f"Unknown loss {name!r}. Available losses: {', '.join(available_losses())}.{hint}")
+    return _REGISTRY[name]
+
+
+def validate_loss_params(name: str, *, num_classes: int | None = None, **params: Any) -> dict[str, Any]:
+    """Check every parameter of loss ``name``; return them normalised, with defaults filled in.
+
+    Needs no data: per-class lists are length-checked only when ``num_classes`` is given. Numbers come back
+    as ``float``, per-class sequences (list, tuple, ListConfig, ndarray) as ``list[float]``.
+
+    Raises
+    ------
+    ValueError
+        Unknown loss name (the message lists the available ones).
+    InvalidLossParameterError
+        (a ``ValueError`` and a ``TypeError``) unknown parameter, or a bad value or type.
+
+    Examples
+    --------
+    >>> validate_loss_params("focal", gamma=1)
+    {'gamma': 1.0, 'alpha': None}
+    """
+    spec = _spec(name)
+    if num_classes is not None:
+        num_classes = check_num_classes(num_classes, "validate_loss_params")
+    unknown = sorted(set(params) - set(spec.params))
+    if unknown:
+        allowed = ", ".join(repr(p) for p in spec.params) if spec.params else "none (it takes no parameters)"
+        raise InvalidLossParameterError(
+            f"Unknown parameter {unknown[0]!r} for loss {name!r}. Allowed parameters: {allowed}."
+            + _did_you_mean(unknown[0], list(spec.params))
+        )
+    return {
+        p: check_param(f"loss {name!r}", p, params.get(p, default), spec.constraints[p], num_classes)
+        for p, default in spec.params.items()
+    }
+
+
+def build_loss(
+    name: str, *, num_classes: int, class_counts: Sequence[int] | None = None, **params: Any
+) -> nn.Module:
+    """Build loss ``name``: a module mapping ``(logits [N, C] float, target [N] int64)`` to a 0-dim mean loss.
+
+    ``class_counts`` are the training counts n_k of each class; losses that use them (balanced weights,
+    class_balanced, logit_adjusted, ldam) raise ``ValueError`` when they are missing, of the wrong length, or
+    contain a zero. Parameters are checked by ``validate_loss_params``.
+
+    Examples
+    --------
+    >>> loss = build_loss("focal", num_classes=3, gamma=1.0)
+    >>> loss(torch.zeros(2, 3), torch.tensor([0, 2]))
+    tensor(0.7324)
+    """
+    spec = _spec(name)
+    num_classes = check_num_classes(num_classes, "build_loss")
+    checked = validate_loss_params(name, num_classes=num_classes, **params)
+    needed = spec.requires_class_counts(checked)
+    counts = None
+    if class_counts is not None:
+        counts = check_class_counts(
+            class_counts, num_classes, caller=f"build_loss (loss {name!r})", positive=needed
+        )
+    elif needed:
+        raise ValueError(
+            f"Loss {name!r} with parameters {checked} needs class_counts, the training count of each of the "
+            f"{num_classes} classes; got None. "
+            f"Pass class_counts=np.bincount(y_train, minlength={num_classes})."
+        )
+    return spec.factory(num_classes=num_classes, class_counts=counts, **checked)

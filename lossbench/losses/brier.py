@@ -1,0 +1,38 @@
+"""Brier score as a loss: squared error between probabilities and the one-hot target.
+
+    loss = mean_i sum_k (p_{i,k} - onehot_{i,k})^2,   p = softmax(z);  range [0, 2]
+
+Differs from ``mse``, which regresses the logits themselves.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ._base import LossModule, check_inputs
+from ._registry import register_loss
+
+__all__ = ["BrierLoss", "brier_loss"]
+
+
+def brier_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Multiclass Brier score of ``softmax(logits)`` ``[N, C]`` vs target ``[N]``; returns a 0-dim tensor."""
+    p = F.softmax(logits, dim=1)
+    onehot = F.one_hot(target, logits.shape[1]).to(p.dtype)
+    return (p - onehot).pow(2).sum(dim=1).mean()
+
+
+class BrierLoss(LossModule):
+    """Module form of :func:`brier_loss`."""
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        check_inputs(logits, target, self.num_classes)
+        return brier_loss(logits, target)
+
+
+@register_loss(
+    "brier", summary="Brier score: sum_k (p_k - onehot_k)^2, mean over N.", params={}, probabilistic=True
+)
+def _build_brier(*, num_classes: int, class_counts: list[float] | None) -> BrierLoss:
+    return BrierLoss(num_classes)
