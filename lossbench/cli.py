@@ -1,0 +1,62 @@
+"""The ``python -m lossbench`` entry point: a thin Hydra shell around :func:`lossbench.pipeline.run`.
+
+It owns tracking: validate -> prepare data -> create the MLflow run -> train and evaluate -> log.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+log = logging.getLogger("lossbench")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    print(f"lossbench: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _task(cfg) -> float:
+    from lossbench.config import to_container
+    from lossbench.errors import ConfigError
+    from lossbench.pipeline import execute, prepare
+
+    c = to_container(cfg)
+    try:
+        prepared = prepare(c)  # every value and the data-dependent limits are checked before any run exists
+    except ConfigError as e:
+        _fail(str(e))
+
+    from lossbench.tracking import Tracker, tracking_uri
+
+    uri = tracking_uri(c["tracking"]["uri"])
+    tracker = Tracker(uri, c["tracking"]["experiment"])
+    run_id = tracker.start(c)
+    try:
+        result = execute(prepared)
+    except BaseException as e:
+        tracker.fail(run_id, e)
+        raise
+    tracker.finish(run_id, result)
+    m = result.metrics
+    log.info(
+        "test: balanced accuracy %.4f, accuracy %.4f, macro-F1 %.4f%s",
+        m["test/balanced_accuracy"],
+        m["test/accuracy"],
+        m["test/macro_f1"],
+        f", log loss {m['test/log_loss']:.4f}" if "test/log_loss" in m else "",
+    )
+    log.info("MLflow run %s in experiment '%s' at %s  (browse: mlflow ui)", run_id, tracker.experiment, uri)
+    return m["test/balanced_accuracy"]
+
+
+def main() -> None:
+    import hydra
+
+    from lossbench.config import config_dir
+
+    hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")(_task)()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Where the Hydra configs live, and small helpers around the composed config."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+# Keys that say where a run is recorded, not what it computes: excluded from the fingerprint.
+NON_SEMANTIC_KEYS = ("tracking",)
+
+
+def config_dir() -> Path:
+    """The conf/ folder: inside the installed package (wheel), or at the checkout root (editable install)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "conf", here.parent / "conf"):
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(f"lossbench's conf/ folder was not found next to {here}; reinstall lossbench")
+
+
+# Keys whose values are real numbers: an override like imbalance.ratio=10 arrives as int and is made float,
+# so the same run always has the same params and fingerprint. Loss parameters follow their registry defaults.
+FLOAT_KEYS = (
+    "imbalance.ratio",
+    "regularization.strength",
+    "regularization.l1_ratio",
+    "split.test",
+    "split.val",
+    "train.lr",
+    "train.momentum",
+    "model.dropout",
+    "model.tol",
+    "data.class_sep",
+)
+
+
+def _float_keys(cfg: dict) -> list[str]:
+    keys = list(FLOAT_KEYS)
+    loss = cfg.get("loss", {})
+    try:
+        from lossbench.losses import LOSSES
+
+        defaults = LOSSES[loss["name"]].params
+    except (ImportError, KeyError, TypeError):
+        return keys
+    return keys + [f"loss.{k}" for k, v in defaults.items() if isinstance(v, float)]
+
+
+def to_container(cfg) -> dict:
+    """The resolved config as plain Python, with real-valued keys as floats (10 -> 10.0)."""
+    from omegaconf import OmegaConf
+
+    c = cfg if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=True)
+    for dotted in _float_keys(c):
+        *parents, leaf = dotted.split(".")
+        node = c
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if (
+            isinstance(node, dict)
+            and isinstance(node.get(leaf), int)
+            and not isinstance(node.get(leaf), bool)
+        ):
+            node[leaf] = float(node[leaf])
+    return c
+
+
+def flatten(node, prefix: str = "") -> dict[str, object]:
+    """Nested mappings -> dotted keys; lists stay values."""
+    flat: dict[str, object] = {}
+    for key, value in node.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def fingerprint(cfg) -> str:
+    """Stable hash of what a run computes (the resolved config minus where it is tracked)."""
+    container = {k: v for k, v in to_container(cfg).items() if k not in NON_SEMANTIC_KEYS and k != "hydra"}
+    blob = json.dumps(container, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -1,0 +1,176 @@
+"""MLflow at the edge: the only module that imports mlflow. Everything a run logs, in batched calls."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import time
+import traceback
+from functools import cache
+from pathlib import Path
+
+from lossbench import __version__
+from lossbench.config import fingerprint, flatten, to_container
+
+DEFAULT_DB = "mlflow.db"
+TAG_FINGERPRINT = "lossbench.fingerprint"
+TAG_VERSION = "lossbench.version"
+TAG_COMMIT = "lossbench.git_commit"
+TAG_FAILURE = "lossbench.failure_reason"
+TAG_REALISATION = "lossbench.realisation"
+TAG_PROBA = "lossbench.probability_metrics"
+
+_MAX_PARAMS, _MAX_METRICS = 100, 1000  # MLflow's limits per log_batch call
+
+
+def tracking_uri(configured: str | None = None) -> str:
+    """``tracking.uri`` if set, else ``$MLFLOW_TRACKING_URI``, else SQLite ``mlflow.db`` in the cwd."""
+    uri = configured or os.environ.get("MLFLOW_TRACKING_URI")
+    return uri or f"sqlite:///{Path.cwd() / DEFAULT_DB}"
+
+
+@cache
+def git_commit() -> str | None:
+    """The commit of the lossbench checkout this code runs from, when it runs from one."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return None
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def run_name(cfg: dict) -> str:
+    if cfg["tracking"].get("run_name"):
+        return str(cfg["tracking"]["run_name"])
+    return f"{cfg['model']['name']}-{cfg['loss']['name']}-rho{cfg['imbalance']['ratio']:g}-seed{cfg['seed']}"
+
+
+def _param_value(value) -> str:
+    return json.dumps(value) if isinstance(value, list | dict) else str(value)
+
+
+class Tracker:
+    """One MLflow experiment in one store; creates runs and logs results in a few batched calls."""
+
+    def __init__(self, uri: str, experiment: str) -> None:
+        import logging
+
+        from mlflow.tracking import MlflowClient
+
+        # mlflow installs its own handler on import; its INFO lines (schema creation) are noise here
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+        self.uri = uri
+        self.client = MlflowClient(tracking_uri=uri)
+        found = self.client.get_experiment_by_name(experiment)
+        # the experiment kind makes the MLflow UI open its model-training view rather than the GenAI one
+        self.experiment_id = (
+            found.experiment_id
+            if found
+            else self.client.create_experiment(
+                experiment, tags={"mlflow.experimentKind": "custom_model_development"}
+            )
+        )
+        self.experiment = experiment
+
+    def start(self, cfg: dict, *, parent_run_id: str | None = None, extra_tags: dict | None = None) -> str:
+        """Create a RUNNING run with the config's params and tags; returns its id."""
+        from mlflow.entities import Param
+
+        cfg = to_container(cfg)
+        tags = {
+            TAG_FINGERPRINT: fingerprint(cfg),
+            TAG_VERSION: __version__,
+            "mlflow.source.name": "lossbench",
+            "mlflow.source.type": "LOCAL",
+            **({TAG_COMMIT: git_commit(), "mlflow.source.git.commit": git_commit()} if git_commit() else {}),
+            **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {}),
+            **(extra_tags or {}),
+        }
+        run = self.client.create_run(self.experiment_id, run_name=run_name(cfg), tags=tags)
+        run_id = run.info.run_id
+        params = [
+            Param(k, _param_value(v))
+            for k, v in flatten({k: v for k, v in cfg.items() if k != "hydra"}).items()
+        ]
+        for i in range(0, len(params), _MAX_PARAMS):
+            self.client.log_batch(run_id, params=params[i : i + _MAX_PARAMS])
+        self.client.log_text(run_id, _yaml(cfg), "config.yaml")
+        return run_id
+
+    def finish(self, run_id: str, result) -> None:
+        """Log a RunResult (metrics, curves, class counts, artifacts) and mark the run FINISHED."""
+        from mlflow.entities import Metric, Param, RunTag
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, 0) for k, v in result.metrics.items()]
+        metrics += [
+            Metric(f"train/{k}", float(result.info[k]), now, 0)
+            for k in ("fit_seconds", "epochs_run", "best_epoch", "n_train")
+        ]
+        for name, values in result.curves.items():
+            metrics += [
+                Metric(f"curve/{name}", float(v), now, step) for step, v in enumerate(values, start=1)
+            ]
+        params = [Param(f"class_counts.{k}", json.dumps(v)) for k, v in result.class_counts.items()]
+        params.append(Param("data.class_names", json.dumps(result.class_names)))
+        tags = [
+            RunTag(TAG_REALISATION, result.realisation),
+            RunTag("lossbench.device", str(result.info["device"])),
+        ]
+        if not result.info.get("has_proba", True):
+            from lossbench.metrics import PROBA_METRICS
+
+            note = f"not available: the model gives no probabilities ({', '.join(PROBA_METRICS)} not logged)"
+            tags.append(RunTag(TAG_PROBA, note))
+        self.client.log_batch(run_id, params=params, tags=tags)
+        for i in range(0, len(metrics), _MAX_METRICS):
+            self.client.log_batch(run_id, metrics=metrics[i : i + _MAX_METRICS])
+        self._log_prediction_artifacts(run_id, result)
+        self.client.set_terminated(run_id, "FINISHED")
+
+    def fail(self, run_id: str, error: BaseException) -> None:
+        """Mark a run FAILED with the reason as a tag and the traceback as an artifact."""
+        reason = f"{type(error).__name__}: {error}"[:5000]
+        self.client.set_tag(run_id, TAG_FAILURE, reason)
+        tb = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        self.client.log_text(run_id, tb, "traceback.txt")
+        status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+        self.client.set_terminated(run_id, status)
+
+    def _log_prediction_artifacts(self, run_id: str, result) -> None:
+        if result.y_test is None:
+            return
+        from lossbench.metrics import confusion, per_class_table
+        from lossbench.plots import confusion_matrix_figure
+
+        C = result.num_classes
+        with tempfile.TemporaryDirectory() as tmp:
+            table = per_class_table(
+                result.y_test,
+                result.y_pred,
+                num_classes=C,
+                class_names=result.class_names,
+                train_counts=result.class_counts["train"],
+            )
+            table.to_csv(Path(tmp) / "per_class_test.csv", index=False)
+            confusion_matrix_figure(
+                confusion(result.y_test, result.y_pred, C),
+                result.class_names,
+                Path(tmp) / "confusion_matrix_test.png",
+                title="Test confusion matrix (row-normalised recall)",
+            )
+            self.client.log_artifacts(run_id, tmp)
+
+
+def _yaml(cfg: dict) -> str:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_yaml(OmegaConf.create({k: v for k, v in cfg.items() if k != "hydra"}))

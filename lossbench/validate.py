@@ -1,0 +1,148 @@
+"""Check every value of a composed config before any data is loaded or any run is created.
+
+Each problem raises :class:`~lossbench.errors.ConfigError`: the key, the bad value, what is allowed.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping
+
+from lossbench.errors import ConfigError
+
+DEVICES = "auto, cpu, cuda or cuda:N"
+
+
+def _get(cfg: Mapping, key: str):
+    node = cfg
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def number(
+    cfg: Mapping,
+    key: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    integer: bool = False,
+    optional: bool = False,
+) -> None:
+    """A real number (or an integer) within [low, high]; open ends where asked."""
+    value = _get(cfg, key)
+    if value is None and optional:
+        return
+    kind = "an integer" if integer else "a number"
+    lo = "" if low is None else f"{'>' if low_open else '>='} {low:g}"
+    hi = "" if high is None else f"{'<' if high_open else '<='} {high:g}"
+    allowed = (
+        f"must be {kind}"
+        + (f" {lo}" if lo else "")
+        + (" and" if lo and hi else "")
+        + (f" {hi}" if hi else "")
+    )
+    if optional:
+        allowed += " (or null)"
+    ok_type = isinstance(value, numbers.Integral if integer else numbers.Real) and not isinstance(value, bool)
+    if not ok_type or not math.isfinite(value):
+        raise ConfigError(key, value, allowed)
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        raise ConfigError(key, value, allowed)
+
+
+def choice(cfg: Mapping, key: str, allowed: tuple[str, ...] | list[str]) -> None:
+    value = _get(cfg, key)
+    if value not in allowed:
+        raise ConfigError(key, value, f"must be one of {', '.join(allowed)}")
+
+
+def _validate_data(cfg: Mapping) -> None:
+    from lossbench.data import LOADERS
+
+    choice(cfg, "data.name", sorted(LOADERS))
+    if cfg["data"]["name"] == "synthetic":
+        number(cfg, "data.n_classes", low=2, integer=True)
+        number(cfg, "data.n_features", low=1, integer=True)
+        number(cfg, "data.n_informative", low=1, high=cfg["data"]["n_features"], integer=True)
+        number(cfg, "data.n_samples", low=10 * cfg["data"]["n_classes"], integer=True)
+        number(cfg, "data.class_sep", low=0, low_open=True)
+        number(cfg, "data.data_seed", low=0, integer=True)
+        if cfg["data"]["n_classes"] > 2 ** cfg["data"]["n_informative"]:
+            raise ConfigError(
+                "data.n_informative",
+                cfg["data"]["n_informative"],
+                f"must satisfy 2**n_informative >= n_classes ({cfg['data']['n_classes']})",
+            )
+
+
+def _validate_model(cfg: Mapping) -> None:
+    from lossbench.models import ACTIVATIONS, MODELS
+
+    choice(cfg, "model.name", sorted(MODELS))
+    model = cfg["model"]
+    if model["name"] == "logreg":
+        number(cfg, "model.max_iter", low=1, integer=True)
+        number(cfg, "model.tol", low=0, low_open=True)
+    if "hidden_sizes" in model:
+        sizes = model["hidden_sizes"]
+        allowed = "must be a list of positive integers, e.g. [128, 64]"
+        if not isinstance(sizes, list) or not sizes:
+            raise ConfigError("model.hidden_sizes", sizes, allowed)
+        if any(isinstance(h, bool) or not isinstance(h, numbers.Integral) or h < 1 for h in sizes):
+            raise ConfigError("model.hidden_sizes", sizes, allowed)
+    if "activation" in model:
+        choice(cfg, "model.activation", ACTIVATIONS)
+    if "dropout" in model:
+        number(cfg, "model.dropout", low=0, high=1, high_open=True)
+
+
+def _validate_train(cfg: Mapping) -> None:
+    choice(cfg, "train.optimizer", ("adam", "adamw", "sgd"))
+    number(cfg, "train.lr", low=0, low_open=True)
+    number(cfg, "train.momentum", low=0, high=1, high_open=True)
+    number(cfg, "train.epochs", low=1, integer=True)
+    number(cfg, "train.batch_size", low=1, integer=True)
+    number(cfg, "train.patience", low=0, integer=True, optional=True)
+    choice(cfg, "train.monitor", ("val_loss", "val_balanced_accuracy"))
+    device = str(cfg["train"]["device"])
+    if device not in ("auto", "cpu", "cuda") and not (device.startswith("cuda:") and device[5:].isdigit()):
+        raise ConfigError("train.device", device, f"must be {DEVICES}")
+
+
+def _validate_loss(cfg: Mapping, num_classes: int) -> None:
+    from lossbench.losses import available_losses, validate_loss_params
+
+    choice(cfg, "loss.name", available_losses())
+    params = {k: v for k, v in cfg["loss"].items() if k != "name"}
+    try:
+        validate_loss_params(cfg["loss"]["name"], num_classes=num_classes, **params)
+    except (TypeError, ValueError) as e:
+        raise ConfigError("loss", cfg["loss"]["name"], str(e).rstrip(".")) from e
+
+
+def validate(cfg: Mapping) -> None:
+    """Raise ConfigError for the first invalid value of a composed run config."""
+    from lossbench.compat import check
+    from lossbench.config import to_container
+    from lossbench.data import NUM_CLASSES
+    from lossbench.imbalance import PROFILES
+
+    cfg = to_container(cfg)
+    number(cfg, "seed", low=0, integer=True)
+    number(cfg, "split.test", low=0, high=1, low_open=True, high_open=True)
+    number(cfg, "split.val", low=0, high=1 - cfg["split"]["test"], low_open=True, high_open=True)
+    _validate_data(cfg)
+    choice(cfg, "imbalance.profile", PROFILES)
+    number(cfg, "imbalance.ratio", low=1)
+    _validate_model(cfg)
+    _validate_train(cfg)
+    choice(cfg, "regularization.name", ("none", "l1", "l2", "elasticnet", "dropout"))
+    number(cfg, "regularization.strength", low=0)
+    _validate_loss(cfg, NUM_CLASSES[cfg["data"]["name"]](cfg["data"]))
+    check(cfg["model"]["name"], cfg["loss"]["name"], cfg["regularization"]["name"])

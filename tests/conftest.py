@@ -1,0 +1,53 @@
+"""Shared fixtures: the real Hydra config composed from conf/, shrunk to tiny sizes; temp MLflow stores."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from lossbench.config import config_dir
+
+
+def compose_cfg(overrides: list[str] = ()) -> dict:
+    """Compose the real config (conf/) with overrides; returns the resolved plain dict."""
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=list(overrides))
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def tiny(overrides: list[str] = ()) -> list[str]:
+    """Overrides that keep a run to about a second (few epochs, small nets, small synthetic data)."""
+    out = ["train.epochs=5", "train.patience=3", "train.batch_size=32", *overrides]
+    if any(o.startswith("model=torch") for o in overrides):
+        out += ["model.hidden_sizes=[32]", "train.lr=0.01"]
+    if "data=synthetic" in overrides:
+        out += ["data.n_samples=400", "data.n_classes=3"]
+    return out
+
+
+@pytest.fixture
+def store(tmp_path) -> str:
+    """A fresh SQLite MLflow store in a temp folder."""
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def run_cli(
+    args: list[str], cwd: Path, env: dict | None = None, timeout: int = 300
+) -> subprocess.CompletedProcess:
+    """Run ``python -m lossbench`` as a user would, in ``cwd`` (no inherited MLFLOW_TRACKING_URI)."""
+    full_env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "lossbench", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -1,0 +1,128 @@
+"""The Hydra entry point as a user runs it: a real subprocess, a real SQLite MLflow store in a temp folder."""
+
+import json
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from lossbench.config import fingerprint
+from lossbench.pipeline import run
+from tests.conftest import compose_cfg, run_cli, tiny
+
+
+def _runs(uri: str, experiment: str = "lossbench"):
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    return client, ([] if exp is None else client.search_runs([exp.experiment_id]))
+
+
+def test_one_run_is_logged_with_params_metrics_tags_and_artifacts(tmp_path):
+    overrides = tiny(["data=digits", "model=torch_mlp", "imbalance.ratio=10", "seed=1"])
+    proc = run_cli(overrides, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"  # the default store: mlflow.db in the working folder
+    client, runs = _runs(uri)
+    assert len(runs) == 1
+    r = runs[0]
+    assert r.info.status == "FINISHED"
+    p = r.data.params
+    assert p["model.name"] == "torch_mlp" and p["data.name"] == "digits" and p["loss.name"] == "ce"
+    assert p["imbalance.ratio"] == "10.0" and p["seed"] == "1" and p["train.epochs"] == "5"
+    assert p["model.hidden_sizes"] == "[32]"
+    assert "tracking.uri" in p and not any(k.startswith("hydra") for k in p)
+
+    # the logged numbers are the numbers run(cfg) computes for the same config
+    expected = run(compose_cfg(overrides))
+    for key, value in expected.metrics.items():
+        assert r.data.metrics[key] == pytest.approx(value, abs=1e-9), key
+    assert json.loads(p["class_counts.train"]) == expected.class_counts["train"]
+    assert json.loads(p["class_counts.test"]) == expected.class_counts["test"]
+
+    # per-epoch curves, one value per epoch, in order
+    history = client.get_metric_history(r.info.run_id, "curve/train_loss")
+    assert [m.step for m in sorted(history, key=lambda m: m.step)] == list(
+        range(1, expected.info["epochs_run"] + 1)
+    )
+    assert [m.value for m in sorted(history, key=lambda m: m.step)] == pytest.approx(
+        expected.curves["train_loss"]
+    )
+
+    t = r.data.tags
+    assert t["lossbench.fingerprint"] == fingerprint(compose_cfg(overrides))
+    assert t["lossbench.version"] == __import__("lossbench").__version__
+    assert t["mlflow.runName"] == "torch_mlp-ce-rho10-seed1"
+    artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
+    assert {"config.yaml", "per_class_test.csv", "confusion_matrix_test.png"} <= artifacts
+    client.download_artifacts(r.info.run_id, "config.yaml", str(tmp_path))
+    assert "ratio: 10.0" in (tmp_path / "config.yaml").read_text()
+    # Hydra's job folder goes under experiments/<experiment>/
+    assert list((tmp_path / "experiments" / "lossbench").glob("*/.hydra/config.yaml"))
+
+
+def test_tracking_uri_and_experiment_are_honoured(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    proc = run_cli(
+        ["model=logreg", "data=wine", "tracking.experiment=mine"],
+        cwd=tmp_path,
+        env={"MLFLOW_TRACKING_URI": uri},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+    _, runs = _runs(uri, "mine")
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    # tracking.uri wins over the environment variable
+    other = f"sqlite:///{tmp_path / 'explicit.db'}"
+    proc = run_cli(
+        ["model=logreg", "data=wine", f"tracking.uri={other}"], cwd=tmp_path, env={"MLFLOW_TRACKING_URI": uri}
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(_runs(other)[1]) == 1 and len(_runs(uri, "mine")[1]) == 1
+
+
+def test_invalid_value_is_one_line_nonzero_exit_and_no_run(tmp_path):
+    proc = run_cli(["imbalance.ratio=0.5"], cwd=tmp_path)
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines == ["lossbench: error: imbalance.ratio=0.5 is invalid: must be a number >= 1."]
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_data_dependent_limit_fails_before_a_run_exists(tmp_path):
+    proc = run_cli(["data=wine", "imbalance.ratio=1000"], cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "imbalance.ratio=1000.0 is invalid" in proc.stderr and "largest ratio" in proc.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_unknown_option_lists_the_available_ones(tmp_path):
+    proc = run_cli(["loss=nope"], cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "Could not find 'loss/nope'" in proc.stderr
+    assert "Available options in 'loss'" in proc.stderr and "ce" in proc.stderr
+
+
+def test_unknown_key_is_rejected(tmp_path):
+    proc = run_cli(["imbalance.ratoi=3"], cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "ratoi" in proc.stderr
+
+
+def test_help_lists_the_config_groups(tmp_path):
+    proc = run_cli(["--help"], cwd=tmp_path)
+    assert proc.returncode == 0
+    for group in ("data:", "model:", "loss:", "regularization:", "imbalance:"):
+        assert group in proc.stdout
+    assert "digits, breast_cancer" in proc.stdout or "breast_cancer, digits" in proc.stdout
+    assert "torch_mlp" in proc.stdout
+
+
+def test_margin_loss_logs_no_probability_metrics_and_says_so(tmp_path):
+    proc = run_cli(tiny(["data=wine", "model=torch_mlp", "loss=hinge"]), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    _, runs = _runs(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    metrics, tags = runs[0].data.metrics, runs[0].data.tags
+    assert "test/balanced_accuracy" in metrics
+    for name in ("log_loss", "brier", "ece", "adaptive_ece", "pr_auc", "roc_auc"):
+        assert f"test/{name}" not in metrics and f"val/{name}" not in metrics
+    assert tags["lossbench.probability_metrics"].startswith("not available")
