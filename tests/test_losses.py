@@ -262,7 +262,7 @@ def must(loss, param, allowed, got):
 ALPHA = "None or an array-like of 3 non-negative floats (one per class)"
 WEIGHTS = "a str among {'balanced'} or an array-like of 3 positive floats (one per class)"
 DRW = "None or a float in the range (0, 1]"
-VARIANT = "a str among {'crammer_singer', 'weston_watkins'}"
+VARIANT = "a str among {'crammer_singer', 'one_vs_rest', 'weston_watkins'}"
 BAD_PARAMS = [
     ("focal", {"gamma": -1.0}, must("focal", "gamma", FLOAT_0_INF, "-1.0")),
     ("focal", {"gamma": "2"}, must("focal", "gamma", FLOAT_0_INF, "'2'")),
@@ -504,3 +504,21 @@ def test_import_is_light():
             elif isinstance(node, ast.ImportFrom) and node.level == 0:
                 imported.add(node.module.split(".")[0])
     assert "torch" in imported and imported <= allowed, sorted(imported - allowed)
+
+
+def test_one_vs_rest_hinge_is_the_sum_of_binary_hinges():
+    """Hand-computed: z = [2, -0.5, 0.3], y = 0: binary hinges max(0, 1 - 2), max(0, 1 - 0.5), max(0, 1.3)."""
+    logits = torch.tensor([[2.0, -0.5, 0.3]])
+    target = torch.tensor([0])
+    hinge = build_loss("hinge", num_classes=3, variant="one_vs_rest")
+    assert hinge(logits, target).item() == pytest.approx(0.0 + 0.5 + 1.3)
+    squared = build_loss("squared_hinge", num_classes=3, variant="one_vs_rest")
+    assert squared(logits, target).item() == pytest.approx(0.25 + 1.69)
+    # sklearn's binary hinge_loss, summed over the C one-vs-rest problems, on a random batch
+    from sklearn.metrics import hinge_loss
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(7, 3, generator=g, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 0, 1, 2, 2])
+    expected = sum(hinge_loss((y == k).long().numpy() * 2 - 1, z[:, k].numpy()) for k in range(3))
+    assert hinge(z, y).item() == pytest.approx(expected)

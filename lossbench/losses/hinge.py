@@ -2,6 +2,8 @@
 
     weston_watkins:  loss_i = sum_{k != y} max(0, m - z_y + z_k)^q / C   (= nn.MultiMarginLoss(p=q, margin=m))
     crammer_singer:  loss_i = max(0, m - z_y + max_{k != y} z_k)^q       (q = 1, m = 1: sklearn hinge_loss)
+    one_vs_rest:     loss_i = sum_k max(0, m - s_k z_k)^q, s_y = +1, s_k = -1 otherwise
+                     (the sum of C binary hinges: what LinearSVC / SGDClassifier train for multiclass)
 
 Mean over N. Not probabilistic: softmax(z) is not a calibrated estimate under these losses.
 """
@@ -16,7 +18,7 @@ from ._validation import Real, StrOptions
 
 __all__ = ["MulticlassHingeLoss", "multiclass_hinge_loss"]
 
-VARIANTS = ("weston_watkins", "crammer_singer")
+VARIANTS = ("weston_watkins", "crammer_singer", "one_vs_rest")
 
 
 def multiclass_hinge_loss(
@@ -26,7 +28,7 @@ def multiclass_hinge_loss(
     margin: float = 1.0,
     power: int = 1,
 ) -> torch.Tensor:
-    """Weston-Watkins or Crammer-Singer hinge on logits ``[N, C]``, targets ``[N]``; ``power`` 1 or 2.
+    """Weston-Watkins, Crammer-Singer or one-vs-rest hinge on logits ``[N, C]``, targets ``[N]``, power 1|2.
 
     Returns a 0-dim tensor (mean over N).
     """
@@ -37,6 +39,9 @@ def multiclass_hinge_loss(
     if variant == "weston_watkins":
         terms = (margin - z_y + logits).clamp(min=0).masked_fill(is_target, 0.0)
         per_sample = terms.pow(power).sum(dim=1) / logits.shape[1]
+    elif variant == "one_vs_rest":
+        signs = is_target.to(logits.dtype) * 2 - 1
+        per_sample = (margin - signs * logits).clamp(min=0).pow(power).sum(dim=1)
     else:
         runner_up = logits.masked_fill(is_target, float("-inf")).amax(dim=1, keepdim=True)
         per_sample = (margin - z_y + runner_up).clamp(min=0).pow(power).squeeze(1)
