@@ -1,22 +1,53 @@
 """The one compatibility table: is (model, loss, regularization) valid, and how is it realised?
 
-Validation, sweeps and reports all ask this module; nothing else decides what pairs exist.
-Realisations: ``native`` (the model's own training objective), ``weights`` (class/sample weights),
-``expansion`` (rows expanded by soft targets), ``post-hoc`` (applied to the scores after fitting).
+Validation, sweeps and reports all ask this module; nothing else decides which combinations exist.
+Realisations:
+
+- ``native``: the model's own training objective is that loss;
+- ``weights``: cross-entropy with per-class sample weights (weighted_ce, class_balanced);
+- ``expansion``: label smoothing by expanding each row into C rows weighted by the smoothed targets (exact);
+- ``post-hoc``: logit adjustment on the fitted model's log-probabilities: argmax(log p - tau log prior).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from lossbench.errors import ConfigError
 from lossbench.models import MODELS
 
-# scikit-learn models: the losses each realises and how. Torch models take every registered torch loss.
-SKLEARN_LOSSES: dict[str, dict[str, str]] = {
-    "logreg": {"ce": "native"},
+REALISATIONS = ("native", "weights", "expansion", "post-hoc")
+
+_CE_FAMILY = {
+    "ce": "native",
+    "weighted_ce": "weights",
+    "class_balanced": "weights",
+    "label_smoothing": "expansion",
+    "logit_adjusted": "post-hoc",
 }
+# scikit-learn models: the losses each realises, and how. Torch models take every registered loss natively.
+SKLEARN_LOSSES: dict[str, dict[str, str]] = {
+    "logreg": dict(_CE_FAMILY),
+    "sklearn_mlp": dict(_CE_FAMILY),
+    "sgd": {**_CE_FAMILY, "hinge": "native", "squared_hinge": "native", "mse": "native"},
+    "linear_svm": {"hinge": "native", "squared_hinge": "native"},
+    "ridge": {"mse": "native"},
+}
+# scikit-learn's multiclass margin losses: which loss.variant each model trains exactly.
+SKLEARN_VARIANTS: dict[str, dict[str, tuple[str, ...]]] = {
+    "linear_svm": {"hinge": ("one_vs_rest", "crammer_singer"), "squared_hinge": ("one_vs_rest",)},
+    "sgd": {"hinge": ("one_vs_rest",), "squared_hinge": ("one_vs_rest",)},
+}
+_PENALTIES = ("none", "l1", "l2", "elasticnet")
 REGULARIZATION: dict[str, tuple[str, ...]] = {
-    "sklearn": ("none", "l2"),
-    "torch": ("none", "l2"),
+    "logreg": _PENALTIES,
+    "sgd": _PENALTIES,
+    "linear_svm": ("l1", "l2"),  # an unpenalised SVM is ill-posed on separable data
+    "ridge": ("l2",),
+    "sklearn_mlp": ("none", "l2"),
+    "torch_linear": _PENALTIES,
+    "torch_mlp": (*_PENALTIES, "dropout"),
+    "torch_cnn": (*_PENALTIES, "dropout"),
 }
 
 
@@ -29,21 +60,87 @@ def supported_losses(model: str) -> dict[str, str]:
     return dict(SKLEARN_LOSSES[model])
 
 
-def realisation(model: str, loss: str, regularization: str = "none") -> str | None:
-    """How the triple is realised, or None when it cannot exist."""
-    if regularization not in REGULARIZATION[MODELS[model].backend]:
-        return None
-    return supported_losses(model).get(loss)
-
-
-def check(model: str, loss: str, regularization: str = "none") -> str:
-    """Return the realisation, or raise a ConfigError listing what the model does support."""
+def _problem(model: str, loss: str, regularization: str, loss_params: Mapping, data: str | None):
+    """The first reason the combination cannot exist, as a ConfigError, or None."""
     losses = supported_losses(model)
     if loss not in losses:
-        raise ConfigError("loss", loss, f"model={model} supports the losses: {', '.join(sorted(losses))}")
-    regs = REGULARIZATION[MODELS[model].backend]
+        return ConfigError("loss", loss, f"model={model} supports the losses: {', '.join(sorted(losses))}")
+    variants = SKLEARN_VARIANTS.get(model, {}).get(loss)
+    variant = loss_params.get("variant")
+    if variants and variant is not None and variant not in variants:
+        return ConfigError(
+            "loss.variant", variant, f"model={model} trains loss={loss} with variant {' or '.join(variants)}"
+        )
+    regs = REGULARIZATION[model]
     if regularization not in regs:
-        raise ConfigError(
+        return ConfigError(
             "regularization", regularization, f"model={model} supports the regularizations: {', '.join(regs)}"
         )
-    return losses[loss]
+    if model == "linear_svm" and regularization == "l1" and loss != "squared_hinge":
+        return ConfigError(
+            "regularization", "l1", "LinearSVC takes an l1 penalty with loss=squared_hinge only"
+        )
+    if MODELS[model].needs_images and data is not None:
+        from lossbench.data import IMAGE_DATASETS
+
+        if data not in IMAGE_DATASETS:
+            return ConfigError(
+                "data", data, f"model={model} needs image data: {', '.join(sorted(IMAGE_DATASETS))}"
+            )
+    return None
+
+
+def realisation(
+    model: str,
+    loss: str,
+    regularization: str = "none",
+    loss_params: Mapping | None = None,
+    data: str | None = None,
+) -> str | None:
+    """How the combination is realised, or None when it cannot exist."""
+    if _problem(model, loss, regularization, loss_params or {}, data) is not None:
+        return None
+    return supported_losses(model)[loss]
+
+
+def check(
+    model: str,
+    loss: str,
+    regularization: str = "none",
+    loss_params: Mapping | None = None,
+    data: str | None = None,
+) -> str:
+    """Return the realisation, or raise a ConfigError saying what the model does support."""
+    problem = _problem(model, loss, regularization, loss_params or {}, data)
+    if problem is not None:
+        raise problem
+    return supported_losses(model)[loss]
+
+
+def check_config(cfg: Mapping) -> str:
+    """:func:`check` for a composed run config."""
+    return check(
+        cfg["model"]["name"],
+        cfg["loss"]["name"],
+        cfg["regularization"]["name"],
+        cfg["loss"],
+        cfg["data"]["name"],
+    )
+
+
+def matrix_markdown() -> str:
+    """The model x loss matrix (README): realisation per cell, '—' where the pair cannot exist."""
+    from lossbench.losses import available_losses
+
+    losses = available_losses()
+    rows = ["| model | " + " | ".join(f"`{loss}`" for loss in losses) + " | regularization |"]
+    rows.append("|---" * (len(losses) + 2) + "|")
+    for model in MODELS:
+        supported = supported_losses(model)
+        cells = []
+        for loss in losses:
+            how = supported.get(loss)
+            variants = SKLEARN_VARIANTS.get(model, {}).get(loss)
+            cells.append("—" if how is None else how + (f" ({', '.join(variants)})" if variants else ""))
+        rows.append(f"| `{model}` | " + " | ".join(cells) + f" | {', '.join(REGULARIZATION[model])} |")
+    return "\n".join(rows)

@@ -71,6 +71,9 @@ LOADERS: dict[str, Callable[[Mapping], Dataset]] = {
     "synthetic": _synthetic,
 }
 
+# Datasets whose samples are (channels, H, W) images, known without loading (for torch_cnn).
+IMAGE_DATASETS = frozenset({"digits"})
+
 # Class counts known without loading, so configs can be validated before any data is read.
 NUM_CLASSES: dict[str, Callable[[Mapping], int]] = {
     "digits": lambda cfg: 10,

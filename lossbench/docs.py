@@ -19,7 +19,13 @@ def metrics_table() -> str:
     return "\n".join(rows)
 
 
-SECTIONS = {"metrics-table": metrics_table}
+def compat_matrix() -> str:
+    from lossbench.compat import matrix_markdown
+
+    return matrix_markdown()
+
+
+SECTIONS = {"metrics-table": metrics_table, "compat-matrix": compat_matrix}
 
 
 def render(text: str) -> str:

@@ -67,14 +67,14 @@ class Prepared:
 
 def prepare(cfg) -> Prepared:
     """Validate, load, split and imbalance the training split. Raises ConfigError before any training."""
-    from lossbench.compat import check
+    from lossbench.compat import check_config
     from lossbench.config import to_container
     from lossbench.data import load_dataset
     from lossbench.imbalance import apply_imbalance, stratified_split
 
     c = to_container(cfg)
     validate(c)
-    realisation = check(c["model"]["name"], c["loss"]["name"], c["regularization"]["name"])
+    realisation = check_config(c)
     seed = int(c["seed"])
     dataset = load_dataset(c["data"])
     C, y = dataset.num_classes, dataset.y

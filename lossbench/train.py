@@ -43,10 +43,11 @@ def resolve_device(name: str) -> torch.device:
 def weight_penalty(net: nn.Module, regularization: Mapping) -> torch.Tensor | None:
     """Explicit penalty on weight matrices/kernels (not biases), canonical form strength/2*||w||^2 for L2."""
     name, strength = regularization["name"], float(regularization.get("strength", 0.0))
-    if name not in ("l1", "l2", "elasticnet") or strength == 0.0:
+    if name not in ("l1", "l2", "elasticnet", "dropout") or strength == 0.0:
         return None
     weights = [p for p in net.parameters() if p.ndim > 1]
-    l1_ratio = {"l1": 1.0, "l2": 0.0}.get(name, float(regularization.get("l1_ratio", 0.5)))
+    # dropout's optional strength is an L2 penalty alongside it
+    l1_ratio = {"l1": 1.0, "l2": 0.0, "dropout": 0.0}.get(name, float(regularization.get("l1_ratio", 0.5)))
     total = 0.0
     if l1_ratio > 0:
         total = total + strength * l1_ratio * sum(w.abs().sum() for w in weights)

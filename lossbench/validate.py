@@ -81,25 +81,58 @@ def _validate_data(cfg: Mapping) -> None:
             )
 
 
+def _positive_ints(cfg: Mapping, key: str) -> None:
+    value = _get(cfg, key)
+    allowed = "must be a non-empty list of positive integers, e.g. [128, 64]"
+    if not isinstance(value, list) or not value:
+        raise ConfigError(key, value, allowed)
+    if any(isinstance(h, bool) or not isinstance(h, numbers.Integral) or h < 1 for h in value):
+        raise ConfigError(key, value, allowed)
+
+
 def _validate_model(cfg: Mapping) -> None:
     from lossbench.models import ACTIVATIONS, MODELS
 
     choice(cfg, "model.name", sorted(MODELS))
     model = cfg["model"]
-    if model["name"] == "logreg":
-        number(cfg, "model.max_iter", low=1, integer=True)
-        number(cfg, "model.tol", low=0, low_open=True)
-    if "hidden_sizes" in model:
-        sizes = model["hidden_sizes"]
-        allowed = "must be a list of positive integers, e.g. [128, 64]"
-        if not isinstance(sizes, list) or not sizes:
-            raise ConfigError("model.hidden_sizes", sizes, allowed)
-        if any(isinstance(h, bool) or not isinstance(h, numbers.Integral) or h < 1 for h in sizes):
-            raise ConfigError("model.hidden_sizes", sizes, allowed)
+    for key in ("max_iter", "hidden"):
+        if key in model:
+            number(cfg, f"model.{key}", low=1, integer=True)
+    for key in ("tol", "lr", "eta0"):
+        if key in model:
+            number(cfg, f"model.{key}", low=0, low_open=True)
+    for key in ("hidden_sizes", "channels"):
+        if key in model:
+            _positive_ints(cfg, f"model.{key}")
     if "activation" in model:
-        choice(cfg, "model.activation", ACTIVATIONS)
-    if "dropout" in model:
-        number(cfg, "model.dropout", low=0, high=1, high_open=True)
+        allowed = ("relu", "tanh", "sigmoid") if model["name"] == "sklearn_mlp" else ACTIVATIONS
+        choice(cfg, "model.activation", allowed)
+    if "learning_rate" in model:
+        choice(cfg, "model.learning_rate", ("auto", "optimal", "constant", "invscaling", "adaptive"))
+
+
+def _validate_regularization(cfg: Mapping) -> None:
+    choice(cfg, "regularization.name", ("none", "l1", "l2", "elasticnet", "dropout"))
+    reg = cfg["regularization"]
+    number(cfg, "regularization.strength", low=0)
+    if reg["name"] == "none" and reg["strength"] != 0:
+        raise ConfigError(
+            "regularization.strength",
+            reg["strength"],
+            "must be 0 with regularization=none",
+            "Choose regularization=l1, l2, elasticnet or dropout for a penalty.",
+        )
+    if reg["name"] in ("l1", "l2", "elasticnet") and reg["strength"] == 0:
+        raise ConfigError(
+            "regularization.strength",
+            reg["strength"],
+            f"must be > 0 with regularization={reg['name']}",
+            "Use regularization=none for no penalty.",
+        )
+    if reg["name"] == "elasticnet":
+        number(cfg, "regularization.l1_ratio", low=0, high=1)
+    if reg["name"] == "dropout":
+        number(cfg, "regularization.rate", low=0, high=1, low_open=True, high_open=True)
 
 
 def _validate_train(cfg: Mapping) -> None:
@@ -128,7 +161,7 @@ def _validate_loss(cfg: Mapping, num_classes: int) -> None:
 
 def validate(cfg: Mapping) -> None:
     """Raise ConfigError for the first invalid value of a composed run config."""
-    from lossbench.compat import check
+    from lossbench.compat import check_config
     from lossbench.config import to_container
     from lossbench.data import NUM_CLASSES
     from lossbench.imbalance import PROFILES
@@ -142,7 +175,6 @@ def validate(cfg: Mapping) -> None:
     number(cfg, "imbalance.ratio", low=1)
     _validate_model(cfg)
     _validate_train(cfg)
-    choice(cfg, "regularization.name", ("none", "l1", "l2", "elasticnet", "dropout"))
-    number(cfg, "regularization.strength", low=0)
+    _validate_regularization(cfg)
     _validate_loss(cfg, NUM_CLASSES[cfg["data"]["name"]](cfg["data"]))
-    check(cfg["model"]["name"], cfg["loss"]["name"], cfg["regularization"]["name"])
+    check_config(cfg)

@@ -25,7 +25,9 @@ def tiny(overrides: list[str] = ()) -> list[str]:
     """Overrides that keep a run to about a second (few epochs, small nets, small synthetic data)."""
     out = ["train.epochs=5", "train.patience=3", "train.batch_size=32", *overrides]
     if any(o.startswith("model=torch") for o in overrides):
-        out += ["model.hidden_sizes=[32]", "train.lr=0.01"]
+        out.append("train.lr=0.01")
+    if "model=torch_mlp" in overrides:
+        out.append("model.hidden_sizes=[32]")
     if "data=synthetic" in overrides:
         out += ["data.n_samples=400", "data.n_classes=3"]
     return out

@@ -126,3 +126,18 @@ def test_margin_loss_logs_no_probability_metrics_and_says_so(tmp_path):
     for name in ("log_loss", "brier", "ece", "adaptive_ece", "pr_auc", "roc_auc"):
         assert f"test/{name}" not in metrics and f"val/{name}" not in metrics
     assert tags["lossbench.probability_metrics"].startswith("not available")
+
+
+def test_invalid_pair_names_the_losses_the_model_supports(tmp_path):
+    proc = run_cli(["model=linear_svm", "loss=focal"], cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "model=linear_svm supports the losses: hinge, squared_hinge" in proc.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_logreg_with_label_smoothing_runs_by_expansion(tmp_path):
+    proc = run_cli(["model=logreg", "loss=label_smoothing", "data=wine"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    _, runs = _runs(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert runs[0].data.tags["lossbench.realisation"] == "expansion"
+    assert runs[0].data.params["loss.smoothing"] == "0.1"

@@ -20,11 +20,61 @@ BAD = [
     ),
     (
         ["model=torch_mlp", "model.hidden_sizes=[64,0]"],
-        r"model\.hidden_sizes=\[64, 0\] is invalid: must be a list of positive integers",
+        r"model\.hidden_sizes=\[64, 0\] is invalid: must be a non-empty list of positive integers",
+    ),
+    (["model=torch_cnn", "model.channels=[]"], r"model\.channels=\[\] is invalid: must be a non-empty list"),
+    (
+        ["model=sgd", "model.learning_rate=fast"],
+        r"model\.learning_rate='fast' is invalid: must be one of auto, optimal",
     ),
     (
-        ["model=torch_mlp", "model.dropout=1.0"],
-        r"model\.dropout=1\.0 is invalid: must be a number >= 0 and < 1",
+        ["model=sklearn_mlp", "model.activation=gelu"],
+        r"model\.activation='gelu' is invalid: must be one of relu, tanh",
+    ),
+    (
+        ["regularization=elasticnet", "regularization.l1_ratio=2"],
+        r"regularization\.l1_ratio=2\.0 is invalid: must be a number >= 0 and <= 1",
+    ),
+    (
+        ["model=torch_mlp", "regularization=dropout", "regularization.rate=1"],
+        r"regularization\.rate=1 is invalid: must be a number > 0 and < 1",
+    ),
+    (
+        ["regularization=none", "regularization.strength=0.1"],
+        r"regularization\.strength=0\.1 is invalid: must be 0 with regularization=none",
+    ),
+    (
+        ["regularization=l1", "regularization.strength=0"],
+        r"regularization\.strength=0\.0 is invalid: must be > 0 with regularization=l1",
+    ),
+    # the compatibility table
+    (
+        ["model=linear_svm", "loss=focal"],
+        r"loss='focal' is invalid: model=linear_svm supports the losses: hinge, squared_hinge",
+    ),
+    (
+        ["model=linear_svm", "loss=hinge"],
+        r"loss\.variant='weston_watkins' is invalid: model=linear_svm trains loss=hinge with variant "
+        r"one_vs_rest or crammer_singer",
+    ),
+    (
+        ["model=linear_svm", "loss=hinge", "loss.variant=one_vs_rest", "regularization=none"],
+        r"regularization='none' is invalid: model=linear_svm supports the regularizations: l1, l2",
+    ),
+    (
+        ["model=linear_svm", "loss=hinge", "loss.variant=one_vs_rest", "regularization=l1"],
+        r"LinearSVC takes an l1 penalty with loss=squared_hinge only",
+    ),
+    (
+        ["model=logreg", "regularization=dropout"],
+        r"regularization='dropout' is invalid: model=logreg supports the regularizations: "
+        r"none, l1, l2, elasticnet",
+    ),
+    (["model=torch_cnn", "data=wine"], r"data='wine' is invalid: model=torch_cnn needs image data: digits"),
+    (["model=ridge", "loss=ce"], r"loss='ce' is invalid: model=ridge supports the losses: mse"),
+    (
+        ["loss=focal", "loss.gamma=-1", "model=torch_mlp"],
+        r"The 'gamma' parameter of loss 'focal' must be a float in the range \[0, inf\)",
     ),
     (["train.epochs=0"], r"train\.epochs=0 is invalid: must be an integer >= 1"),
     (["train.epochs=2.5"], r"train\.epochs=2\.5 is invalid: must be an integer >= 1"),
@@ -56,12 +106,24 @@ def test_bad_value_message(overrides, match):
         validate(compose_cfg(overrides))
 
 
-def test_defaults_and_every_shipped_option_validate():
+def test_defaults_and_every_valid_combination_validate():
+    """Every (model, loss, regularization) the compatibility table allows composes and validates."""
+    from lossbench.compat import REGULARIZATION, supported_losses
+    from lossbench.models import MODELS
+
     validate(compose_cfg())
-    for data in ("digits", "breast_cancer", "wine", "synthetic"):
-        for model in ("logreg", "torch_mlp"):
-            for reg in ("none", "l2"):
-                validate(compose_cfg([f"data={data}", f"model={model}", f"regularization={reg}"]))
+    checked = 0
+    for model in MODELS:
+        for loss in supported_losses(model):
+            for reg in REGULARIZATION[model]:
+                overrides = [f"model={model}", f"loss={loss}", f"regularization={reg}", "data=digits"]
+                if model in ("linear_svm", "sgd") and loss in ("hinge", "squared_hinge"):
+                    overrides.append("loss.variant=one_vs_rest")
+                if model == "linear_svm" and reg == "l1" and loss == "hinge":
+                    continue
+                validate(compose_cfg(overrides))
+                checked += 1
+    assert checked > 100
 
 
 def test_cuda_device_without_a_gpu_is_a_clear_error():

@@ -1,0 +1,171 @@
+"""Models and how each loss is realised on them: every valid pair trains, sklearn realisations are exact."""
+
+import numpy as np
+import pytest
+import torch
+
+from lossbench.compat import REGULARIZATION, matrix_markdown, realisation, supported_losses
+from lossbench.losses import available_losses, build_loss
+from lossbench.models import MODELS, Context, build_model
+from lossbench.pipeline import run
+from tests.conftest import compose_cfg, tiny
+
+SKLEARN_PAIRS = [(m, loss) for m in MODELS if MODELS[m].backend == "sklearn" for loss in supported_losses(m)]
+
+
+def _overrides(model: str, loss: str) -> list[str]:
+    out = [f"model={model}", f"loss={loss}", "data=digits", "imbalance.ratio=5", "seed=0"]
+    if model in ("linear_svm", "sgd") and loss in ("hinge", "squared_hinge"):
+        out.append("loss.variant=one_vs_rest")
+    if model == "sklearn_mlp":
+        out += ["model.hidden_sizes=[32]", "model.max_iter=60"]
+    return tiny(out)
+
+
+@pytest.mark.parametrize("loss", available_losses())
+def test_torch_mlp_trains_with_every_loss(loss):
+    result = run(compose_cfg([*_overrides("torch_mlp", loss), "train.epochs=15"]))
+    assert result.metrics["test/balanced_accuracy"] > 0.6, result.metrics["test/balanced_accuracy"]
+    assert result.realisation == "native"
+    assert all(np.isfinite(v) for v in result.curves["train_loss"])
+
+
+@pytest.mark.parametrize(("model", "loss"), SKLEARN_PAIRS, ids=[f"{m}-{lo}" for m, lo in SKLEARN_PAIRS])
+def test_every_sklearn_pair_trains(model, loss):
+    result = run(compose_cfg(_overrides(model, loss)))
+    assert result.metrics["test/balanced_accuracy"] > 0.7, result.metrics["test/balanced_accuracy"]
+    assert result.realisation == realisation(model, loss, "l2", {"variant": "one_vs_rest"}, "digits")
+
+
+@pytest.mark.parametrize("model", ["torch_linear", "torch_cnn"])
+def test_other_torch_models_train(model):
+    result = run(compose_cfg([*_overrides(model, "ce"), "train.epochs=15"]))
+    assert result.metrics["test/balanced_accuracy"] > 0.8
+
+
+def test_dropout_is_in_the_network_only_when_asked():
+    ctx = dict(
+        num_classes=3,
+        feature_shape=(1, 8, 8),
+        class_counts=(5, 5, 5),
+        seed=0,
+        loss={"name": "ce"},
+        train={"device": "cpu"},
+    )
+    for name in ("torch_mlp", "torch_cnn"):
+        cfg = compose_cfg([f"model={name}"])["model"]
+        plain = build_model(cfg, Context(**ctx, regularization={"name": "l2", "strength": 0.001}))
+        dropped = build_model(
+            cfg, Context(**ctx, regularization={"name": "dropout", "rate": 0.4, "strength": 0.0})
+        )
+        assert not any(isinstance(m, torch.nn.Dropout) for m in plain.net.modules())
+        rates = [m.p for m in dropped.net.modules() if isinstance(m, torch.nn.Dropout)]
+        assert rates and all(r == 0.4 for r in rates)
+
+
+def _torch_softmax_regression(X, y, loss_fn, strength):
+    """Full-batch LBFGS on  mean loss + strength/2 ||W||^2  (bias unpenalised), float64."""
+    X, y = torch.as_tensor(X, dtype=torch.float64), torch.as_tensor(y)
+    W = torch.zeros(X.shape[1], int(y.max()) + 1, dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(int(y.max()) + 1, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS(
+        [W, b],
+        lr=1,
+        max_iter=5000,
+        tolerance_grad=1e-12,
+        tolerance_change=1e-15,
+        history_size=50,
+        line_search_fn="strong_wolfe",
+    )
+
+    def closure():
+        opt.zero_grad()
+        obj = loss_fn(X @ W + b, y) + strength / 2 * (W**2).sum()
+        obj.backward()
+        return obj
+
+    opt.step(closure)
+    return W.detach().numpy().T, b.detach().numpy()
+
+
+@pytest.mark.parametrize(
+    ("loss", "params"), [("label_smoothing", {"smoothing": 0.2}), ("weighted_ce", {"weights": "balanced"})]
+)
+def test_sklearn_realisation_matches_a_torch_fit_of_the_same_linear_model(loss, params):
+    """logreg + expansion (label smoothing) or sample weights equals the torch loss on softmax regression."""
+    from sklearn.datasets import load_wine
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = load_wine(return_X_y=True)
+    keep = np.r_[np.flatnonzero(y == 0), np.flatnonzero(y == 1)[:30], np.flatnonzero(y == 2)[:12]]
+    X, y = StandardScaler().fit_transform(X[keep]), y[keep]
+    counts = tuple(np.bincount(y).tolist())
+    strength = 0.05
+    ctx = Context(
+        num_classes=3,
+        feature_shape=(13,),
+        class_counts=counts,
+        seed=0,
+        loss={"name": loss, **params},
+        regularization={"name": "l2", "strength": strength},
+        train={},
+    )
+    model = build_model({"name": "logreg", "max_iter": 10000, "tol": 1e-12}, ctx)
+    model.fit(X, y, X, y)
+    loss_fn = build_loss(loss, num_classes=3, class_counts=list(counts), **params).double()
+    W, b = _torch_softmax_regression(X, y, loss_fn, strength)
+    assert np.abs(model.estimator.coef_ - W).max() <= 1e-4
+    # intercepts are identified up to a common shift (unpenalised): compare centred
+    assert (
+        np.abs((model.estimator.intercept_ - model.estimator.intercept_.mean()) - (b - b.mean())).max()
+        <= 1e-4
+    )
+
+
+def test_posthoc_logit_adjustment_predicts_argmax_of_adjusted_log_probabilities():
+    result_plain = run(compose_cfg(["model=logreg", "loss=ce", "data=digits", "imbalance.ratio=50"]))
+    result_la = run(compose_cfg(["model=logreg", "loss=logit_adjusted", "data=digits", "imbalance.ratio=50"]))
+    assert result_la.realisation == "post-hoc"
+    counts = np.array(result_plain.class_counts["train"], dtype=float)
+    adjusted = np.log(result_plain.proba_test) - np.log(counts / counts.sum())
+    assert np.array_equal(result_la.y_pred, adjusted.argmax(1))
+    # the adjustment helps the tail classes at a heavy imbalance
+    assert result_la.metrics["test/minority_recall"] > result_plain.metrics["test/minority_recall"]
+
+
+def test_strength_maps_to_each_backend_parameter():
+    ctx = dict(
+        num_classes=3, feature_shape=(4,), class_counts=(40, 30, 30), seed=0, loss={"name": "ce"}, train={}
+    )
+    l2 = {"name": "l2", "strength": 0.01}
+    sgd = build_model(compose_cfg(["model=sgd"])["model"], Context(**ctx, regularization=l2)).estimator
+    assert sgd.alpha == 0.01 and sgd.penalty == "l2"
+    mlp = build_model(
+        compose_cfg(["model=sklearn_mlp"])["model"], Context(**ctx, regularization=l2)
+    ).estimator
+    assert mlp.alpha == pytest.approx(0.01 * 100)
+    ridge = build_model(
+        compose_cfg(["model=ridge"])["model"], Context(**{**ctx, "loss": {"name": "mse"}}, regularization=l2)
+    ).estimator
+    assert ridge.alpha == pytest.approx(0.01 * 100 / 2)
+    svm_ctx = Context(
+        **{**ctx, "loss": {"name": "squared_hinge"}}, regularization={"name": "l1", "strength": 0.01}
+    )
+    svm = build_model(compose_cfg(["model=linear_svm"])["model"], svm_ctx).estimator
+    assert svm.penalty == "l1" and svm.dual is False
+    assert pytest.approx(1 / (0.01 * 100)) == svm.C
+    en = {"name": "elasticnet", "strength": 0.02, "l1_ratio": 0.3}
+    lr = build_model(compose_cfg(["model=logreg"])["model"], Context(**ctx, regularization=en)).estimator
+    assert lr.l1_ratio == 0.3 and lr.solver == "saga"
+    assert pytest.approx(1 / (0.02 * 100)) == lr.C
+
+
+def test_compatibility_table_answers_and_the_matrix_shows_it():
+    assert realisation("linear_svm", "focal", "l2") is None
+    assert realisation("logreg", "label_smoothing", "l2") == "expansion"
+    assert realisation("torch_mlp", "ldam", "dropout") == "native"
+    assert realisation("torch_linear", "ce", "dropout") is None
+    for model in MODELS:
+        assert set(REGULARIZATION[model]) <= {"none", "l1", "l2", "elasticnet", "dropout"}
+    table = matrix_markdown()
+    assert "| `linear_svm` |" in table and table.count("\n") == len(MODELS) + 1
