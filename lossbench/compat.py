@@ -60,7 +60,14 @@ def supported_losses(model: str) -> dict[str, str]:
     return dict(SKLEARN_LOSSES[model])
 
 
-def _problem(model: str, loss: str, regularization: str, loss_params: Mapping, data: str | None):
+def _problem(
+    model: str,
+    loss: str,
+    regularization: str,
+    loss_params: Mapping,
+    data: str | None,
+    rebalance: str = "none",
+):
     """The first reason the combination cannot exist, as a ConfigError, or None."""
     losses = supported_losses(model)
     if loss not in losses:
@@ -80,6 +87,18 @@ def _problem(model: str, loss: str, regularization: str, loss_params: Mapping, d
         return ConfigError(
             "regularization", "l1", "LinearSVC takes an l1 penalty with loss=squared_hinge only"
         )
+    if rebalance == "class_weight":
+        if loss in ("weighted_ce", "class_balanced"):
+            return ConfigError(
+                "rebalance", rebalance, f"loss={loss} is already class-weighted; use rebalance=none"
+            )
+        if MODELS[model].backend == "torch" and loss != "ce":
+            return ConfigError(
+                "rebalance",
+                rebalance,
+                f"on torch models it applies to loss=ce only (as weighted CE), not loss={loss}",
+                "Use rebalance=oversample, or the loss's own class weights (e.g. focal's alpha).",
+            )
     if MODELS[model].needs_images and data is not None:
         from lossbench.data import IMAGE_DATASETS
 
@@ -96,9 +115,10 @@ def realisation(
     regularization: str = "none",
     loss_params: Mapping | None = None,
     data: str | None = None,
+    rebalance: str = "none",
 ) -> str | None:
     """How the combination is realised, or None when it cannot exist."""
-    if _problem(model, loss, regularization, loss_params or {}, data) is not None:
+    if _problem(model, loss, regularization, loss_params or {}, data, rebalance) is not None:
         return None
     return supported_losses(model)[loss]
 
@@ -109,9 +129,10 @@ def check(
     regularization: str = "none",
     loss_params: Mapping | None = None,
     data: str | None = None,
+    rebalance: str = "none",
 ) -> str:
     """Return the realisation, or raise a ConfigError saying what the model does support."""
-    problem = _problem(model, loss, regularization, loss_params or {}, data)
+    problem = _problem(model, loss, regularization, loss_params or {}, data, rebalance)
     if problem is not None:
         raise problem
     return supported_losses(model)[loss]
@@ -125,6 +146,7 @@ def check_config(cfg: Mapping) -> str:
         cfg["regularization"]["name"],
         cfg["loss"],
         cfg["data"]["name"],
+        cfg.get("rebalance", {}).get("name", "none"),
     )
 
 

@@ -23,6 +23,9 @@ def config_dir() -> Path:
 # so the same run always has the same params and fingerprint. Loss parameters follow their registry defaults.
 FLOAT_KEYS = (
     "imbalance.ratio",
+    "imbalance.minority_fraction",
+    "rebalance.beta",
+    "regularization.rate",
     "regularization.strength",
     "regularization.l1_ratio",
     "split.test",

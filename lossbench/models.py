@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -35,6 +35,7 @@ class Context:
     loss: Mapping
     regularization: Mapping
     train: Mapping
+    sample_class_weights: np.ndarray | None = None  # rebalance=class_weight on sklearn models
 
 
 class SklearnModel:
@@ -166,6 +167,11 @@ def _sklearn_loss_wrapping(ctx: Context) -> dict:
     """How the loss is realised around a scikit-learn estimator: class weights, expansion, post-hoc."""
     loss = ctx.loss
     name, counts = loss["name"], ctx.class_counts
+    if (
+        ctx.sample_class_weights is not None
+    ):  # rebalance=class_weight (the table forbids a weighted loss here)
+        wrapping = _sklearn_loss_wrapping(replace(ctx, sample_class_weights=None))
+        return {**wrapping, "class_weights": np.asarray(ctx.sample_class_weights)}
     if name in ("weighted_ce", "class_balanced"):
         from lossbench.losses import build_loss
 
@@ -268,7 +274,7 @@ def _ridge(cfg: Mapping, ctx: Context) -> SklearnModel:
     _, strength, _ = _strength(ctx)
     # ||Y - XW||^2 + alpha ||W||^2  =  n (mean square loss + strength/2 ||W||^2)  with alpha = strength n/2
     estimator = RidgeClassifier(alpha=strength * sum(ctx.class_counts) / 2)
-    return SklearnModel(estimator, ctx.num_classes)
+    return SklearnModel(estimator, ctx.num_classes, **_sklearn_loss_wrapping(ctx))
 
 
 def _sklearn_mlp(cfg: Mapping, ctx: Context) -> SklearnModel:

@@ -53,80 +53,110 @@ def evaluate(model, X: np.ndarray, y: np.ndarray, num_classes: int, minority: li
 
 @dataclass
 class Prepared:
-    """A validated config with its data split and imbalanced: everything checked, nothing trained yet."""
+    """A validated config with its data split, imbalanced and rebalanced: all checked, nothing trained."""
 
     cfg: dict
     realisation: str
     dataset: object
-    X: np.ndarray
-    train_idx: np.ndarray
-    val_idx: np.ndarray
-    test_idx: np.ndarray
+    X_fit: np.ndarray  # the training split after imbalance and rebalancing: what the model is fitted on
+    y_fit: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
     class_counts: dict[str, list[int]]
 
 
 def prepare(cfg) -> Prepared:
-    """Validate, load, split and imbalance the training split. Raises ConfigError before any training."""
+    """Validate, load, split, imbalance and rebalance. Raises ConfigError before any training."""
     from lossbench.compat import check_config
     from lossbench.config import to_container
     from lossbench.data import load_dataset
-    from lossbench.imbalance import apply_imbalance, stratified_split
+    from lossbench.imbalance import apply_imbalance, balance_indices, stratified_split
+    from lossbench.rebalance import resample
 
     c = to_container(cfg)
     validate(c)
     realisation = check_config(c)
-    seed = int(c["seed"])
+    seed, imb = int(c["seed"]), c["imbalance"]
     dataset = load_dataset(c["data"])
     C, y = dataset.num_classes, dataset.y
     split = stratified_split(y, test=c["split"]["test"], val=c["split"]["val"], seed=seed)
     keep = apply_imbalance(
         y[split.train],
-        ratio=float(c["imbalance"]["ratio"]),
-        profile=c["imbalance"]["profile"],
+        ratio=float(imb["ratio"]),
+        profile=imb["profile"],
         num_classes=C,
         seed=seed,
+        minority_fraction=float(imb.get("minority_fraction", 0.5)),
     )
     train_idx = split.train[keep]
+    test_idx = split.test
+    if imb.get("test", "balanced") == "balanced":
+        test_idx = test_idx[balance_indices(y[test_idx], num_classes=C, seed=seed)]
+    X = _prepare(dataset, train_idx)
+    X_fit, y_fit = resample(X[train_idx], y[train_idx], c["rebalance"], num_classes=C, seed=seed)
     counts = {
         "train_available": np.bincount(y[split.train], minlength=C).tolist(),
         "train": np.bincount(y[train_idx], minlength=C).tolist(),
+        "fit": np.bincount(y_fit, minlength=C).tolist(),
         "val": np.bincount(y[split.val], minlength=C).tolist(),
-        "test": np.bincount(y[split.test], minlength=C).tolist(),
+        "test": np.bincount(y[test_idx], minlength=C).tolist(),
     }
     return Prepared(
-        c, realisation, dataset, _prepare(dataset, train_idx), train_idx, split.val, split.test, counts
+        c, realisation, dataset, X_fit, y_fit, X[split.val], y[split.val], X[test_idx], y[test_idx], counts
     )
+
+
+def _effective_loss(c: dict, backend: str, counts: list[int]) -> tuple[dict, np.ndarray | None]:
+    """The loss the model trains, and per-class sample weights for sklearn, after rebalance=class_weight."""
+    rebalance = c["rebalance"]
+    if rebalance["name"] != "class_weight":
+        return c["loss"], None
+    from lossbench.rebalance import class_weights
+
+    weights = class_weights(counts, weights=rebalance["weights"], beta=float(rebalance["beta"]))
+    if backend == "torch":  # exact: CE with these class weights (the compatibility table allows only ce here)
+        return {"name": "weighted_ce", "weights": weights.tolist()}, None
+    return c["loss"], weights
 
 
 def execute(p: Prepared) -> RunResult:
     """Fit the model on the prepared training split and evaluate it on the val and test splits."""
     from lossbench.imbalance import minority_classes
-    from lossbench.models import Context, build_model
+    from lossbench.models import MODELS, Context, build_model
 
-    c, X, y, C = p.cfg, p.X, p.dataset.y, p.dataset.num_classes
-    counts = p.class_counts["train"]
+    c, C = p.cfg, p.dataset.num_classes
+    counts = p.class_counts["fit"]  # the prior the model sees (logit adjustment, LDAM margins, weights)
     log.info(
-        "data=%s model=%s loss=%s  train counts per class %s",
+        "data=%s model=%s loss=%s  training counts per class %s%s",
         p.dataset.name,
         c["model"]["name"],
         c["loss"]["name"],
-        counts,
+        p.class_counts["train"],
+        ""
+        if counts == p.class_counts["train"]
+        else f", fitted on {counts} after rebalance={c['rebalance']['name']}",
     )
+    loss, sample_class_weights = _effective_loss(c, MODELS[c["model"]["name"]].backend, counts)
     ctx = Context(
         num_classes=C,
         feature_shape=p.dataset.feature_shape,
         class_counts=tuple(counts),
         seed=int(c["seed"]),
-        loss=c["loss"],
+        loss=loss,
         regularization=c["regularization"],
         train=c["train"],
+        sample_class_weights=sample_class_weights,
     )
     model = build_model(c["model"], ctx)
-    fit = model.fit(X[p.train_idx], y[p.train_idx], X[p.val_idx], y[p.val_idx])
+    fit = model.fit(p.X_fit, p.y_fit, p.X_val, p.y_val)
 
-    minority = minority_classes(C, c["imbalance"]["profile"])
-    val_metrics, _, _ = evaluate(model, X[p.val_idx], y[p.val_idx], C, minority, "val")
-    test_metrics, y_pred, proba = evaluate(model, X[p.test_idx], y[p.test_idx], C, minority, "test")
+    imb = c["imbalance"]
+    minority = minority_classes(C, imb["profile"], float(imb.get("minority_fraction", 0.5)))
+    val_metrics, _, _ = evaluate(model, p.X_val, p.y_val, C, minority, "val")
+    test_metrics, y_pred, proba = evaluate(model, p.X_test, p.y_test, C, minority, "test")
+    train_counts = np.array(p.class_counts["train"])
     return RunResult(
         metrics={**val_metrics, **test_metrics},
         curves=fit.curves,
@@ -138,10 +168,12 @@ def execute(p: Prepared) -> RunResult:
             "epochs_run": fit.epochs_run,
             "best_epoch": fit.best_epoch,
             "fit_seconds": fit.seconds,
-            "n_train": len(p.train_idx),
+            "n_train": int(train_counts.sum()),
+            "n_fit": len(p.y_fit),
+            "imbalance_ratio": float(train_counts.max() / train_counts.min()),
             "has_proba": proba is not None,
         },
-        y_test=y[p.test_idx],
+        y_test=p.y_test,
         y_pred=y_pred,
         proba_test=proba,
     )

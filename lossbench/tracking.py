@@ -113,7 +113,7 @@ class Tracker:
         metrics = [Metric(k, float(v), now, 0) for k, v in result.metrics.items()]
         metrics += [
             Metric(f"train/{k}", float(result.info[k]), now, 0)
-            for k in ("fit_seconds", "epochs_run", "best_epoch", "n_train")
+            for k in ("fit_seconds", "epochs_run", "best_epoch", "n_train", "n_fit", "imbalance_ratio")
         ]
         for name, values in result.curves.items():
             metrics += [

@@ -135,6 +135,17 @@ def _validate_regularization(cfg: Mapping) -> None:
         number(cfg, "regularization.rate", low=0, high=1, low_open=True, high_open=True)
 
 
+def _validate_rebalance(cfg: Mapping) -> None:
+    from lossbench.rebalance import METHODS, WEIGHTINGS
+
+    choice(cfg, "rebalance.name", METHODS)
+    if cfg["rebalance"]["name"] == "class_weight":
+        choice(cfg, "rebalance.weights", WEIGHTINGS)
+        number(cfg, "rebalance.beta", low=0, high=1, high_open=True)
+    if cfg["rebalance"]["name"] == "smote":
+        number(cfg, "rebalance.k_neighbors", low=1, integer=True)
+
+
 def _validate_train(cfg: Mapping) -> None:
     choice(cfg, "train.optimizer", ("adam", "adamw", "sgd"))
     number(cfg, "train.lr", low=0, low_open=True)
@@ -173,6 +184,19 @@ def validate(cfg: Mapping) -> None:
     _validate_data(cfg)
     choice(cfg, "imbalance.profile", PROFILES)
     number(cfg, "imbalance.ratio", low=1)
+    choice(cfg, "imbalance.test", ("balanced", "natural"))
+    if cfg["imbalance"]["profile"] in ("step", "binary"):
+        high = 0.5 if cfg["imbalance"]["profile"] == "binary" else 1
+        number(cfg, "imbalance.minority_fraction", low=0, high=high, low_open=True, high_open=high == 1)
+        known = NUM_CLASSES[cfg["data"]["name"]](cfg["data"])
+        if cfg["imbalance"]["profile"] == "binary" and known not in (None, 2):
+            raise ConfigError(
+                "imbalance.profile",
+                "binary",
+                f"needs data with 2 classes; data={cfg['data']['name']} has {known}",
+                "Use imbalance=exponential or imbalance=step.",
+            )
+    _validate_rebalance(cfg)
     _validate_model(cfg)
     _validate_train(cfg)
     _validate_regularization(cfg)

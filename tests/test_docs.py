@@ -16,7 +16,7 @@ def test_generated_sections_are_up_to_date():
     assert render(text) == text, "README is stale: run `python -m lossbench.docs`"
 
 
-@pytest.mark.parametrize("group", ["data", "model", "loss", "regularization", "imbalance"])
+@pytest.mark.parametrize("group", ["data", "model", "loss", "regularization", "imbalance", "rebalance"])
 def test_every_option_of_every_group_is_in_the_readme(group):
     text = README.read_text()
     row = next(line for line in text.splitlines() if line.startswith(f"| `{group}=` |"))

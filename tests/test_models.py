@@ -169,3 +169,25 @@ def test_compatibility_table_answers_and_the_matrix_shows_it():
         assert set(REGULARIZATION[model]) <= {"none", "l1", "l2", "elasticnet", "dropout"}
     table = matrix_markdown()
     assert "| `linear_svm` |" in table and table.count("\n") == len(MODELS) + 1
+
+
+@pytest.mark.parametrize("model", ["logreg", "torch_mlp"])
+def test_class_weight_rebalancing_equals_the_weighted_ce_loss(model):
+    """rebalance=class_weight (balanced) with ce is weighted_ce with balanced weights, on both backends."""
+    base = tiny([f"model={model}", "data=wine", "imbalance.ratio=5", "seed=2"])
+    rebalanced = run(compose_cfg([*base, "loss=ce", "rebalance=class_weight"]))
+    weighted = run(compose_cfg([*base, "loss=weighted_ce"]))
+    assert rebalanced.metrics == pytest.approx(weighted.metrics, rel=1e-6, abs=1e-9)
+    plain = run(compose_cfg([*base, "loss=ce"]))
+    assert plain.metrics != pytest.approx(weighted.metrics, rel=1e-6, abs=1e-9)
+
+
+def test_class_weight_with_effective_number_equals_class_balanced_loss():
+    base = tiny(["model=logreg", "data=wine", "imbalance.ratio=5", "seed=2"])
+    a = run(
+        compose_cfg(
+            [*base, "rebalance=class_weight", "rebalance.weights=effective_number", "rebalance.beta=0.9"]
+        )
+    )
+    b = run(compose_cfg([*base, "loss=class_balanced", "loss.beta=0.9"]))
+    assert a.metrics == pytest.approx(b.metrics, rel=1e-6, abs=1e-9)

@@ -32,7 +32,9 @@ def test_every_data_and_model_learns_and_reports_consistent_metrics(data, model)
 
 def test_digits_logreg_reference_numbers():
     """A fixed seed gives fixed numbers: guards against silent changes of split, scaling or solver."""
-    result = run(compose_cfg(["data=digits", "model=logreg", "imbalance.ratio=1", "seed=1"]))
+    result = run(
+        compose_cfg(["data=digits", "model=logreg", "imbalance.ratio=1", "imbalance.test=natural", "seed=1"])
+    )
     # 25% of each digits class (178, 182, 177, 183, 181, 182, 181, 179, 174, 180), stratified
     assert result.class_counts["test"] == [45, 46, 44, 46, 45, 46, 45, 45, 43, 45]
     assert sum(result.class_counts["train"]) == 1077 and sum(result.class_counts["val"]) == 270

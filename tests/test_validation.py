@@ -37,7 +37,7 @@ BAD = [
     ),
     (
         ["model=torch_mlp", "regularization=dropout", "regularization.rate=1"],
-        r"regularization\.rate=1 is invalid: must be a number > 0 and < 1",
+        r"regularization\.rate=1\.0 is invalid: must be a number > 0 and < 1",
     ),
     (
         ["regularization=none", "regularization.strength=0.1"],
@@ -76,6 +76,32 @@ BAD = [
         ["loss=focal", "loss.gamma=-1", "model=torch_mlp"],
         r"The 'gamma' parameter of loss 'focal' must be a float in the range \[0, inf\)",
     ),
+    (
+        ["rebalance=class_weight", "loss=weighted_ce"],
+        r"rebalance='class_weight' is invalid: loss=weighted_ce is already",
+    ),
+    (
+        ["model=torch_mlp", "rebalance=class_weight", "loss=focal"],
+        r"on torch models it applies to loss=ce only",
+    ),
+    (
+        ["rebalance=smote", "rebalance.k_neighbors=0"],
+        r"rebalance\.k_neighbors=0 is invalid: must be an integer >= 1",
+    ),
+    (
+        ["rebalance=class_weight", "rebalance.weights=inverse"],
+        r"rebalance\.weights='inverse' is invalid: must be one of balanced",
+    ),
+    (["imbalance.test=skewed"], r"imbalance\.test='skewed' is invalid: must be one of balanced, natural"),
+    (
+        ["imbalance=binary"],
+        r"imbalance\.profile='binary' is invalid: needs data with 2 classes; data=digits has 10",
+    ),
+    (
+        ["imbalance=binary", "data=breast_cancer", "imbalance.minority_fraction=0.7"],
+        r"imbalance\.minority_fraction=0\.7 is invalid: must be a number > 0 and <= 0\.5",
+    ),
+    (["imbalance=step", "imbalance.minority_fraction=0"], r"imbalance\.minority_fraction=0\.0 is invalid"),
     (["train.epochs=0"], r"train\.epochs=0 is invalid: must be an integer >= 1"),
     (["train.epochs=2.5"], r"train\.epochs=2\.5 is invalid: must be an integer >= 1"),
     (["train.lr=0"], r"train\.lr=0\.0 is invalid: must be a number > 0"),
