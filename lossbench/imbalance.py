@@ -26,9 +26,19 @@ def stratified_split(y: np.ndarray, *, test: float, val: float, seed: int) -> Sp
     from sklearn.model_selection import train_test_split
 
     idx = np.arange(len(y))
-    rest, test_idx = train_test_split(idx, test_size=test, stratify=y, random_state=seed)
-    val_share = val / (1.0 - test)
-    train_idx, val_idx = train_test_split(rest, test_size=val_share, stratify=y[rest], random_state=seed + 1)
+    try:
+        rest, test_idx = train_test_split(idx, test_size=test, stratify=y, random_state=seed)
+        val_share = val / (1.0 - test)
+        train_idx, val_idx = train_test_split(
+            rest, test_size=val_share, stratify=y[rest], random_state=seed + 1
+        )
+    except ValueError as e:  # too few rows for a stratified split with this many classes
+        raise ConfigError(
+            "split.test",
+            test,
+            f"the data ({len(y)} rows, {len(np.unique(y))} classes) is too small for a "
+            f"stratified train/val/test split with these fractions: {e}",
+        ) from e
     return Split(np.sort(train_idx), np.sort(val_idx), np.sort(test_idx))
 
 

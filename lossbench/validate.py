@@ -63,9 +63,10 @@ def choice(cfg: Mapping, key: str, allowed: tuple[str, ...] | list[str]) -> None
 
 
 def _validate_data(cfg: Mapping) -> None:
-    from lossbench.data import LOADERS
+    from lossbench.data import LOADERS, check_data_config
 
     choice(cfg, "data.name", sorted(LOADERS))
+    check_data_config(cfg)  # the file exists, keys are well-formed: before any data is read
     if cfg["data"]["name"] == "synthetic":
         number(cfg, "data.n_classes", low=2, integer=True)
         number(cfg, "data.n_features", low=1, integer=True)
@@ -159,7 +160,7 @@ def _validate_train(cfg: Mapping) -> None:
         raise ConfigError("train.device", device, f"must be {DEVICES}")
 
 
-def _validate_loss(cfg: Mapping, num_classes: int) -> None:
+def _validate_loss(cfg: Mapping, num_classes: int | None) -> None:
     from lossbench.losses import available_losses, validate_loss_params
 
     choice(cfg, "loss.name", available_losses())
