@@ -216,6 +216,7 @@ EXTREME_CASES = [(name, {}) for name in available_losses()] + [
     ("focal", {"gamma": 0.2}),
     ("hinge", {"variant": "crammer_singer"}),
     ("squared_hinge", {"variant": "crammer_singer"}),
+    ("hinge", {"variant": "one_vs_rest"}),
     ("ldam", {"drw_start": 0.5}),
     ("label_smoothing", {"smoothing": 0.9}),
 ]
