@@ -16,20 +16,31 @@ def _fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
-def _task(cfg) -> float:
+def _task(cfg) -> float | None:
     from lossbench.config import to_container
     from lossbench.errors import ConfigError
     from lossbench.pipeline import execute, prepare
 
     c = to_container(cfg)
+    sweep = _sweep_info()
+    if sweep is not None:
+        from hydra.core.hydra_config import HydraConfig
+
+        from lossbench.sweep import run_job
+
+        return run_job(c, HydraConfig.get(), sweep)
     try:
         prepared = prepare(c)  # every value and the data-dependent limits are checked before any run exists
     except ConfigError as e:
         _fail(str(e))
 
-    from lossbench.tracking import Tracker, tracking_uri
+    from lossbench.tracking import Tracker, check_reachable, tracking_uri
 
     uri = tracking_uri(c["tracking"]["uri"])
+    try:
+        check_reachable(uri)
+    except ConfigError as e:
+        _fail(str(e))
     tracker = Tracker(uri, c["tracking"]["experiment"])
     run_id = tracker.start(c)
     try:
@@ -48,6 +59,19 @@ def _task(cfg) -> float:
     )
     log.info("MLflow run %s in experiment '%s' at %s  (browse: mlflow ui)", run_id, tracker.experiment, uri)
     return m["test/balanced_accuracy"]
+
+
+def _sweep_info() -> dict | None:
+    """The sweep this job belongs to (written by the launching process), or None for a single run."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from lossbench.sweep import read_sweep
+
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return None
+    return read_sweep(hydra_cfg.sweep.dir)
 
 
 def main() -> None:

@@ -67,6 +67,7 @@ def _problem(
     loss_params: Mapping,
     data: str | None,
     rebalance: str = "none",
+    strength: float | None = None,
 ):
     """The first reason the combination cannot exist, as a ConfigError, or None."""
     losses = supported_losses(model)
@@ -82,6 +83,20 @@ def _problem(
     if regularization not in regs:
         return ConfigError(
             "regularization", regularization, f"model={model} supports the regularizations: {', '.join(regs)}"
+        )
+    if strength is not None and regularization == "none" and strength != 0:
+        return ConfigError(
+            "regularization.strength",
+            strength,
+            "must be 0 with regularization=none",
+            "Choose regularization=l1, l2, elasticnet or dropout for a penalty.",
+        )
+    if strength is not None and regularization in ("l1", "l2", "elasticnet") and strength == 0:
+        return ConfigError(
+            "regularization.strength",
+            strength,
+            f"must be > 0 with regularization={regularization}",
+            "Use regularization=none for no penalty.",
         )
     if model == "linear_svm" and regularization == "l1" and loss != "squared_hinge":
         return ConfigError(
@@ -116,9 +131,10 @@ def realisation(
     loss_params: Mapping | None = None,
     data: str | None = None,
     rebalance: str = "none",
+    strength: float | None = None,
 ) -> str | None:
     """How the combination is realised, or None when it cannot exist."""
-    if _problem(model, loss, regularization, loss_params or {}, data, rebalance) is not None:
+    if _problem(model, loss, regularization, loss_params or {}, data, rebalance, strength) is not None:
         return None
     return supported_losses(model)[loss]
 
@@ -130,9 +146,10 @@ def check(
     loss_params: Mapping | None = None,
     data: str | None = None,
     rebalance: str = "none",
+    strength: float | None = None,
 ) -> str:
     """Return the realisation, or raise a ConfigError saying what the model does support."""
-    problem = _problem(model, loss, regularization, loss_params or {}, data, rebalance)
+    problem = _problem(model, loss, regularization, loss_params or {}, data, rebalance, strength)
     if problem is not None:
         raise problem
     return supported_losses(model)[loss]
@@ -147,6 +164,7 @@ def check_config(cfg: Mapping) -> str:
         cfg["loss"],
         cfg["data"]["name"],
         cfg.get("rebalance", {}).get("name", "none"),
+        cfg["regularization"].get("strength"),
     )
 
 

@@ -46,6 +46,33 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
+def check_reachable(uri: str, timeout: float = 10.0) -> None:
+    """Fail fast, naming the URI, when the tracking store cannot be reached (before any training)."""
+    from urllib.parse import urlparse
+
+    from lossbench.errors import ConfigError
+
+    parsed = urlparse(uri)
+    if parsed.scheme in ("http", "https"):
+        import urllib.error
+        import urllib.request
+
+        try:
+            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).close()
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            reason = getattr(e, "reason", e)
+            raise ConfigError(
+                "tracking.uri",
+                uri,
+                f"the MLflow server cannot be reached ({reason})",
+                "Start it (mlflow server ...) or point tracking.uri / MLFLOW_TRACKING_URI elsewhere.",
+            ) from e
+    elif parsed.scheme == "sqlite":
+        path = Path(uri.removeprefix("sqlite:///"))
+        if not path.parent.is_dir():
+            raise ConfigError("tracking.uri", uri, f"the folder {path.parent} does not exist")
+
+
 def run_name(cfg: dict) -> str:
     if cfg["tracking"].get("run_name"):
         return str(cfg["tracking"]["run_name"])
@@ -104,6 +131,39 @@ class Tracker:
             self.client.log_batch(run_id, params=params[i : i + _MAX_PARAMS])
         self.client.log_text(run_id, _yaml(cfg), "config.yaml")
         return run_id
+
+    def start_parent(self, *, name: str, tags: dict[str, str], params: dict[str, object]) -> str:
+        """The sweep's parent run (RUNNING until :meth:`finish_parent`)."""
+        from mlflow.entities import Param
+
+        all_tags = {TAG_VERSION: __version__, "mlflow.source.name": "lossbench", **tags}
+        if git_commit():
+            all_tags[TAG_COMMIT] = git_commit()
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags)
+        self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        return run.info.run_id
+
+    def finish_parent(
+        self, run_id: str, counts: dict[str, int], statuses: list[dict], *, missing: int
+    ) -> None:
+        """Record the run accounting on the parent and close it: FAILED when any job failed or vanished."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(f"sweep/{k}", float(v), now, 0) for k, v in counts.items()]
+        metrics.append(Metric("sweep/missing", float(missing), now, 0))
+        self.client.log_batch(run_id, metrics=metrics)
+        self.client.log_text(run_id, json.dumps(statuses, indent=1), "sweep_jobs.json")
+        self.client.set_terminated(run_id, "FAILED" if counts.get("failed") or missing else "FINISHED")
+
+    def finished_run(self, fingerprint_: str) -> str | None:
+        """The id of a FINISHED run of this experiment with the given config fingerprint, if any."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{TAG_FINGERPRINT}` = '{fingerprint_}' and attributes.status = 'FINISHED'",
+            max_results=1,
+        )
+        return runs[0].info.run_id if runs else None
 
     def finish(self, run_id: str, result) -> None:
         """Log a RunResult (metrics, curves, class counts, artifacts) and mark the run FINISHED."""

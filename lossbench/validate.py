@@ -116,20 +116,6 @@ def _validate_regularization(cfg: Mapping) -> None:
     choice(cfg, "regularization.name", ("none", "l1", "l2", "elasticnet", "dropout"))
     reg = cfg["regularization"]
     number(cfg, "regularization.strength", low=0)
-    if reg["name"] == "none" and reg["strength"] != 0:
-        raise ConfigError(
-            "regularization.strength",
-            reg["strength"],
-            "must be 0 with regularization=none",
-            "Choose regularization=l1, l2, elasticnet or dropout for a penalty.",
-        )
-    if reg["name"] in ("l1", "l2", "elasticnet") and reg["strength"] == 0:
-        raise ConfigError(
-            "regularization.strength",
-            reg["strength"],
-            f"must be > 0 with regularization={reg['name']}",
-            "Use regularization=none for no penalty.",
-        )
     if reg["name"] == "elasticnet":
         number(cfg, "regularization.l1_ratio", low=0, high=1)
     if reg["name"] == "dropout":

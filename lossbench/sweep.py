@@ -1,0 +1,188 @@
+"""Sweeps: one MLflow parent run per Hydra multirun, nested children, resume, N/A skips and a summary.
+
+The launching process (a Hydra callback) creates the store, the experiment and the parent run once, before
+any job starts: parallel jobs never race to create a fresh SQLite schema. It writes ``lossbench_sweep.json``
+into the sweep folder; each job (in this process or a worker) reads it, records one status file in its own
+folder, and never raises, so one failing config cannot stop the others. ``on_multirun_end`` counts the status
+files, closes the parent run, prints the summary and exits non-zero when a job failed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+
+log = logging.getLogger("lossbench")
+
+SWEEP_FILE = "lossbench_sweep.json"
+STATUS_FILE = "lossbench_status.json"
+STATUSES = ("finished", "resumed", "skipped", "failed")
+
+
+def expand_jobs(config) -> list[list[str]]:
+    """The override list of every job of the sweep, exactly as Hydra's basic sweeper expands it."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = [f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]
+    overrides = OverridesParser.create().parse_overrides([*params, *config.hydra.overrides.task])
+    batches = BasicSweeper.split_arguments(overrides, None)
+    return [job for batch in batches for job in batch]
+
+
+def read_sweep(sweep_dir: str | Path) -> dict | None:
+    path = Path(sweep_dir) / SWEEP_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def write_status(job_dir: str | Path, status: str, **details) -> None:
+    Path(job_dir).mkdir(parents=True, exist_ok=True)
+    (Path(job_dir) / STATUS_FILE).write_text(json.dumps({"status": status, **details}))
+
+
+def collect_statuses(sweep_dir: str | Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(Path(sweep_dir).glob(f"*/{STATUS_FILE}"))]
+
+
+def summary_line(counts: dict[str, int]) -> str:
+    return (
+        f"{counts['finished']} finished, {counts['resumed']} resumed, "
+        f"{counts['skipped']} skipped (N/A), {counts['failed']} failed"
+    )
+
+
+class SweepCallback(Callback):
+    """Registered in conf/config.yaml under hydra.callbacks; active for multiruns only."""
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        from omegaconf import OmegaConf
+
+        from lossbench.errors import ConfigError
+        from lossbench.tracking import Tracker, check_reachable, tracking_uri
+
+        uri = tracking_uri(config.tracking.uri)
+        try:
+            check_reachable(uri)
+        except ConfigError as e:
+            print(f"lossbench: error: {e}", file=sys.stderr)
+            sys.exit(2)
+        experiment = str(config.tracking.experiment)
+        jobs = expand_jobs(config)
+        sweep_dir = Path(config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        sweep_id = uuid.uuid4().hex[:12]
+        tracker = Tracker(uri, experiment)
+        overrides = list(config.hydra.overrides.task)
+        parent = tracker.start_parent(
+            name=f"sweep-{experiment}-{time.strftime('%Y%m%d-%H%M%S')}",
+            tags={
+                "lossbench.sweep_id": sweep_id,
+                "lossbench.sweep_dir": str(sweep_dir.resolve()),
+                "lossbench.role": "sweep",
+            },
+            params={
+                "sweep.jobs": len(jobs),
+                "sweep.params": json.dumps(OmegaConf.to_container(config.hydra.sweeper.get("params") or {})),
+                "sweep.overrides": json.dumps(overrides),
+            },
+        )
+        info = {
+            "parent_run_id": parent,
+            "uri": uri,
+            "experiment": experiment,
+            "total": len(jobs),
+            "id": sweep_id,
+        }
+        (sweep_dir / SWEEP_FILE).write_text(json.dumps(info))
+        log.info(
+            "sweep of %d jobs into MLflow experiment '%s' (parent run %s) at %s",
+            len(jobs),
+            experiment,
+            parent,
+            uri,
+        )
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        from lossbench.tracking import Tracker
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        info = read_sweep(sweep_dir)
+        if info is None:
+            return
+        statuses = collect_statuses(sweep_dir)
+        counts = {s: sum(1 for st in statuses if st["status"] == s) for s in STATUSES}
+        missing = info["total"] - len(statuses)
+        tracker = Tracker(info["uri"], info["experiment"])
+        tracker.finish_parent(info["parent_run_id"], counts, statuses, missing=missing)
+        line = summary_line(counts) + (f", {missing} did not report" if missing else "")
+        log.info("sweep done: %s", line)
+        log.info(
+            "MLflow: experiment '%s' at %s (browse: mlflow ui); job folders: %s",
+            info["experiment"],
+            info["uri"],
+            sweep_dir,
+        )
+        print(f"lossbench: {line}", file=sys.stderr)
+        if counts["failed"] or missing:
+            sys.exit(1)
+
+
+def run_job(c: dict, hydra_cfg, info: dict) -> float | None:
+    """One job of a sweep: skip N/A, resume a FINISHED twin, else run as a child. Never raises."""
+    from lossbench.compat import check_config
+    from lossbench.config import fingerprint
+    from lossbench.errors import ConfigError
+    from lossbench.pipeline import execute, prepare
+    from lossbench.tracking import Tracker
+
+    job_dir = hydra_cfg.runtime.output_dir
+    k, total = int(hydra_cfg.job.num) + 1, info["total"]
+    label = (
+        f"[{k}/{total}] model={c['model']['name']} loss={c['loss']['name']} "
+        f"ratio={c['imbalance']['ratio']:g} reg={c['regularization']['name']} seed={c['seed']}"
+    )
+    fp = fingerprint(c)
+    try:
+        check_config(c)
+    except ConfigError as e:
+        log.info("%s skipped (N/A): %s", label, e)
+        write_status(job_dir, "skipped", reason=str(e), fingerprint=fp)
+        return None
+    except Exception as e:  # a bug must not stop the other jobs either
+        log.error("%s failed checking the combination: %s: %s", label, type(e).__name__, e)
+        write_status(job_dir, "failed", reason=f"{type(e).__name__}: {e}", fingerprint=fp)
+        return None
+    try:
+        tracker = Tracker(info["uri"], info["experiment"])
+        previous = tracker.finished_run(fp) if c.get("resume", True) else None
+        if previous is not None:
+            log.info("%s resumed: already FINISHED as run %s", label, previous)
+            write_status(job_dir, "resumed", run_id=previous, fingerprint=fp)
+            return None
+        log.info("%s running", label)
+        prepared = prepare(c)  # a ConfigError here is a data-dependent limit (a ratio this data cannot reach)
+        run_id = tracker.start(
+            c, parent_run_id=info["parent_run_id"], extra_tags={"lossbench.sweep_id": info["id"]}
+        )
+    except Exception as e:  # before any run exists: recorded in the job folder, and the sweep goes on
+        log.error("%s failed before training: %s: %s", label, type(e).__name__, e)
+        write_status(job_dir, "failed", reason=f"{type(e).__name__}: {e}", fingerprint=fp)
+        return None
+    try:
+        result = execute(prepared)
+    except Exception as e:
+        tracker.fail(run_id, e)
+        log.error("%s FAILED (run %s): %s: %s", label, run_id, type(e).__name__, e)
+        write_status(job_dir, "failed", run_id=run_id, reason=f"{type(e).__name__}: {e}", fingerprint=fp)
+        return None
+    tracker.finish(run_id, result)
+    score = result.metrics["test/balanced_accuracy"]
+    log.info("%s finished: test balanced accuracy %.4f (run %s)", label, score, run_id)
+    write_status(job_dir, "finished", run_id=run_id, fingerprint=fp)
+    return score

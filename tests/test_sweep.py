@@ -1,0 +1,173 @@
+"""Sweeps as users run them: Hydra multiruns in subprocesses, real SQLite MLflow stores in tmp folders."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import run_cli
+
+SMOKE_FINISHED, SMOKE_NA = 20, 4  # 2 models x 3 losses x 2 ratios x 2 seeds; focal on logreg is N/A
+
+
+def _store(folder):
+    client = MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("smoke")
+    runs = client.search_runs([exp.experiment_id], max_results=1000) if exp else []
+    parents = [r for r in runs if r.data.tags.get("lossbench.role") == "sweep"]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return client, parents, children
+
+
+def test_smoke_sweep_nests_children_under_one_parent_and_resumes_without_duplicates(tmp_path):
+    proc = run_cli(["+experiment=smoke"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (
+        f"lossbench: {SMOKE_FINISHED} finished, 0 resumed, {SMOKE_NA} skipped (N/A), 0 failed" in proc.stderr
+    )
+    _, parents, children = _store(tmp_path)
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    parent = parents[0]
+    assert len(children) == SMOKE_FINISHED
+    assert all(r.info.status == "FINISHED" for r in children)
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
+    assert (
+        parent.data.metrics["sweep/finished"] == SMOKE_FINISHED
+        and parent.data.metrics["sweep/skipped"] == SMOKE_NA
+    )
+    # the right params: each (model, loss, ratio, seed) of the grid once, focal never on logreg
+    grid = Counter(
+        (
+            r.data.params["model.name"],
+            r.data.params["loss.name"],
+            r.data.params["imbalance.ratio"],
+            r.data.params["seed"],
+        )
+        for r in children
+    )
+    assert max(grid.values()) == 1 and len(grid) == SMOKE_FINISHED
+    assert ("logreg", "focal", "1.0", "0") not in grid and ("torch_mlp", "focal", "5.0", "1") in grid
+    assert {r.data.params["data.name"] for r in children} == {"wine"}
+    assert {r.data.params["train.epochs"] for r in children} == {"30"}
+    # job folders under experiments/smoke/<timestamp>/<job>/
+    sweep_dirs = list((tmp_path / "experiments" / "smoke").iterdir())
+    assert len(sweep_dirs) == 1 and len(list(sweep_dirs[0].glob("*/lossbench_status.json"))) == 24
+
+    again = run_cli(["+experiment=smoke"], cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (
+        f"lossbench: 0 finished, {SMOKE_FINISHED} resumed, {SMOKE_NA} skipped (N/A), 0 failed" in again.stderr
+    )
+    _, parents, children = _store(tmp_path)
+    assert len(children) == SMOKE_FINISHED and len(parents) == 2
+
+    # narrowing one swept axis on the command line, and forcing a re-run of what is left
+    forced = run_cli(["+experiment=smoke", "model=logreg", "seed=0", "resume=false"], cwd=tmp_path)
+    assert forced.returncode == 0, forced.stderr[-3000:]
+    assert "lossbench: 4 finished, 0 resumed, 2 skipped (N/A), 0 failed" in forced.stderr
+    assert len(_store(tmp_path)[2]) == SMOKE_FINISHED + 4
+
+
+def test_parallel_sweep_with_joblib_finishes_the_same_runs(tmp_path):
+    proc = run_cli(["+experiment=smoke", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _, parents, children = _store(tmp_path)
+    assert len(parents) == 1 and len(children) == SMOKE_FINISHED
+    assert all(r.info.status == "FINISHED" for r in children)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("attempt", range(3))
+def test_parallel_sweep_on_a_fresh_store_loses_nothing(tmp_path, attempt):
+    proc = run_cli(["+experiment=smoke", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _, parents, children = _store(tmp_path)
+    assert len(children) == SMOKE_FINISHED and all(r.info.status == "FINISHED" for r in children)
+    assert parents[0].data.metrics["sweep/finished"] == SMOKE_FINISHED
+
+
+def test_a_diverging_config_is_recorded_failed_and_the_others_finish(tmp_path):
+    args = [
+        "+experiment=smoke",
+        "model=torch_mlp",
+        "loss=ce",
+        "imbalance.ratio=1",
+        "seed=0",
+        "train.optimizer=sgd",
+        "train.lr=0.01,1e30",
+    ]
+    proc = run_cli(args, cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "lossbench: 1 finished, 0 resumed, 0 skipped (N/A), 1 failed" in proc.stderr
+    client, parents, children = _store(tmp_path)
+    assert parents[0].info.status == "FAILED"
+    by_lr = {r.data.params["train.lr"]: r for r in children}
+    assert by_lr["0.01"].info.status == "FINISHED"
+    failed = by_lr["1e+30"]
+    assert failed.info.status == "FAILED"
+    assert "NonFiniteLossError: non-finite loss" in failed.data.tags["lossbench.failure_reason"]
+    assert "traceback.txt" in {a.path for a in client.list_artifacts(failed.info.run_id)}
+
+
+def test_a_killed_sweep_resumes_to_exactly_one_finished_run_per_config(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lossbench", "+experiment=smoke"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 120
+    done = 0
+    while time.time() < deadline and done < 8:
+        time.sleep(0.5)
+        statuses = list(tmp_path.glob("experiments/smoke/*/*/lossbench_status.json"))
+        done = sum(json.loads(p.read_text())["status"] == "finished" for p in statuses)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 8 <= done < SMOKE_FINISHED, f"{done} finished before the kill"
+
+    again = run_cli(["+experiment=smoke"], cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    _, _, children = _store(tmp_path)
+    finished = Counter(r.data.tags["lossbench.fingerprint"] for r in children if r.info.status == "FINISHED")
+    assert len(finished) == SMOKE_FINISHED and set(finished.values()) == {1}
+
+
+def test_an_unreachable_tracking_server_fails_fast_naming_it(tmp_path):
+    start = time.time()
+    proc = run_cli(["+experiment=smoke", "tracking.uri=http://127.0.0.1:9"], cwd=tmp_path)
+    assert time.time() - start < 30
+    assert proc.returncode != 0
+    assert "tracking.uri='http://127.0.0.1:9' is invalid: the MLflow server cannot be reached" in proc.stderr
+    assert not list(tmp_path.glob("experiments/smoke/*/*/lossbench_status.json"))  # no job trained
+    single = run_cli(["tracking.uri=http://127.0.0.1:9"], cwd=tmp_path)
+    assert single.returncode != 0 and "cannot be reached" in single.stderr
+
+
+def test_submitit_local_launcher_runs_jobs_as_separate_processes(tmp_path):
+    """The scale-out path (Hydra's Submitit launcher) with its local executor: one process per job."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    args = [
+        "+experiment=smoke",
+        "model=logreg",
+        "seed=0",
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.timeout_min=5",
+    ]
+    proc = run_cli(args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "lossbench: 4 finished, 0 resumed, 2 skipped (N/A), 0 failed" in proc.stderr
+    _, parents, children = _store(tmp_path)
+    assert len(parents) == 1 and len(children) == 4
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
+    # submitit wrote its own per-job logs: the jobs really ran in other processes
+    assert list(tmp_path.glob("experiments/smoke/*/.submitit/*/*_log.out"))
