@@ -124,21 +124,6 @@ def _problem(
     return None
 
 
-def realisation(
-    model: str,
-    loss: str,
-    regularization: str = "none",
-    loss_params: Mapping | None = None,
-    data: str | None = None,
-    rebalance: str = "none",
-    strength: float | None = None,
-) -> str | None:
-    """How the combination is realised, or None when it cannot exist."""
-    if _problem(model, loss, regularization, loss_params or {}, data, rebalance, strength) is not None:
-        return None
-    return supported_losses(model)[loss]
-
-
 def check(
     model: str,
     loss: str,
@@ -153,6 +138,14 @@ def check(
     if problem is not None:
         raise problem
     return supported_losses(model)[loss]
+
+
+def realisation(model: str, loss: str, regularization: str = "none", **context) -> str | None:
+    """How the combination is realised, or None when it cannot exist (``context``: as for :func:`check`)."""
+    try:
+        return check(model, loss, regularization, **context)
+    except ConfigError:
+        return None
 
 
 def check_config(cfg: Mapping) -> str:

@@ -34,7 +34,9 @@ def test_torch_mlp_trains_with_every_loss(loss):
 def test_every_sklearn_pair_trains(model, loss):
     result = run(compose_cfg(_overrides(model, loss)))
     assert result.metrics["test/balanced_accuracy"] > 0.7, result.metrics["test/balanced_accuracy"]
-    assert result.realisation == realisation(model, loss, "l2", {"variant": "one_vs_rest"}, "digits")
+    assert result.realisation == realisation(
+        model, loss, "l2", loss_params={"variant": "one_vs_rest"}, data="digits"
+    )
 
 
 @pytest.mark.parametrize("model", ["torch_linear", "torch_cnn"])
