@@ -40,6 +40,7 @@ __all__ = [
     "metric_info",
     "multiclass_brier",
     "per_class_table",
+    "reliability_bins",
 ]
 
 # float32 softmax rows can be off by ~1e-6 per row; anything beyond 1e-3 is not a probability vector.
@@ -338,7 +339,11 @@ def expected_calibration_error(y_true: Any, proba: Any, n_bins: int = 15) -> flo
     >>> expected_calibration_error([0, 1], [[0.9, 0.1], [0.9, 0.1]], n_bins=10)  # conf 0.9, acc 0.5
     0.4
     """
-    func = "expected_calibration_error"
+    confidence, correct, bins = _equal_width_bins(y_true, proba, n_bins, "expected_calibration_error")
+    return _calibration_gap(confidence, correct, bins)
+
+
+def _equal_width_bins(y_true: Any, proba: Any, n_bins: int, func: str):
     m = _check_n_bins(n_bins, func)
     y, p = _check_proba_pair(y_true, proba, func)
     confidence = p.max(axis=1)
@@ -347,8 +352,23 @@ def expected_calibration_error(y_true: Any, proba: Any, n_bins: int = 15) -> flo
     # (lower, upper] bins of Guo's reference code, same linspace edges (no conf * M rounding drift)
     inner_edges = np.linspace(0.0, 1.0, m + 1)[1:-1]
     bin_of = np.searchsorted(inner_edges, confidence, side="left")
-    bins = [np.flatnonzero(bin_of == b) for b in range(m)]
-    return _calibration_gap(confidence, correct, bins)
+    return confidence, correct, [np.flatnonzero(bin_of == b) for b in range(m)]
+
+
+def reliability_bins(y_true: Any, proba: Any, n_bins: int = 15) -> dict[str, list[float]]:
+    """The reliability diagram behind :func:`expected_calibration_error`: per equal-width confidence bin,
+    the sample count, the summed confidence and the number correct (sums, so bins pool across runs).
+
+    >>> reliability_bins([0, 1], [[0.9, 0.1], [0.9, 0.1]], n_bins=2)
+    {'edges': [0.0, 0.5, 1.0], 'count': [0, 2], 'confidence_sum': [0.0, 1.8], 'correct': [0, 1]}
+    """
+    confidence, correct, bins = _equal_width_bins(y_true, proba, n_bins, "reliability_bins")
+    return {
+        "edges": np.linspace(0.0, 1.0, len(bins) + 1).round(6).tolist(),
+        "count": [int(b.size) for b in bins],
+        "confidence_sum": [round(float(confidence[b].sum()), 6) for b in bins],
+        "correct": [int(correct[b].sum()) for b in bins],
+    }
 
 
 def adaptive_calibration_error(y_true: Any, proba: Any, n_bins: int = 15) -> float:

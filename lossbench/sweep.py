@@ -14,6 +14,7 @@ import logging
 import sys
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
@@ -41,6 +42,22 @@ def read_sweep(sweep_dir: str | Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def job_description(c: dict) -> dict:
+    """What a job computes, in the report's terms (kept in its status, so N/A jobs show in the report too)."""
+    reg = c["regularization"]
+    return {
+        "data": c["data"]["name"],
+        "model": c["model"]["name"],
+        "loss": c["loss"]["name"],
+        "ratio": float(c["imbalance"]["ratio"]),
+        "profile": c["imbalance"]["profile"],
+        "regularization": reg["name"],
+        "strength": float(reg.get("strength", 0.0) or 0.0),
+        "rebalance": c["rebalance"]["name"],
+        "seed": int(c["seed"]),
+    }
+
+
 def write_status(job_dir: str | Path, status: str, **details) -> None:
     Path(job_dir).mkdir(parents=True, exist_ok=True)
     (Path(job_dir) / STATUS_FILE).write_text(json.dumps({"status": status, **details}))
@@ -64,7 +81,7 @@ class SweepCallback(Callback):
         from omegaconf import OmegaConf
 
         from lossbench.errors import ConfigError
-        from lossbench.tracking import Tracker, check_reachable, tracking_uri
+        from lossbench.tracking import TAG_ROLE, TAG_SWEEP_ID, Tracker, check_reachable, tracking_uri
 
         uri = tracking_uri(config.tracking.uri)
         try:
@@ -72,6 +89,15 @@ class SweepCallback(Callback):
         except ConfigError as e:
             print(f"lossbench: error: {e}", file=sys.stderr)
             sys.exit(2)
+        report = config.get("report") or {}
+        if report.get("enabled", True):
+            from lossbench.report import check_metric
+
+            try:  # a bad report setting must not surface only after hours of training
+                check_metric(report.get("metric") or "balanced_accuracy", key="report.metric")
+            except ConfigError as e:
+                print(f"lossbench: error: {e}", file=sys.stderr)
+                sys.exit(2)
         experiment = str(config.tracking.experiment)
         jobs = expand_jobs(config)
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -79,16 +105,18 @@ class SweepCallback(Callback):
         sweep_id = uuid.uuid4().hex[:12]
         tracker = Tracker(uri, experiment)
         overrides = list(config.hydra.overrides.task)
+        params = config.hydra.sweeper.get("params")  # None for a plain `-m a=1,2` sweep from the command line
+        swept = OmegaConf.to_container(params) if params else {}
         parent = tracker.start_parent(
             name=f"sweep-{experiment}-{time.strftime('%Y%m%d-%H%M%S')}",
             tags={
-                "lossbench.sweep_id": sweep_id,
+                TAG_SWEEP_ID: sweep_id,
                 "lossbench.sweep_dir": str(sweep_dir.resolve()),
-                "lossbench.role": "sweep",
+                TAG_ROLE: "sweep",
             },
             params={
                 "sweep.jobs": len(jobs),
-                "sweep.params": json.dumps(OmegaConf.to_container(config.hydra.sweeper.get("params") or {})),
+                "sweep.params": json.dumps(swept),
                 "sweep.overrides": json.dumps(overrides),
             },
         )
@@ -129,8 +157,42 @@ class SweepCallback(Callback):
             sweep_dir,
         )
         print(f"lossbench: {line}", file=sys.stderr)
-        if counts["failed"] or missing:
+        reported = _report(config, info, tracker)
+        if counts["failed"] or missing or not reported:
             sys.exit(1)
+
+
+def _report(config, info: dict, tracker) -> bool:
+    """Build the sweep's comparison report and attach it to the parent run. False when it failed (the runs
+    are recorded all the same, and the message says how to rebuild it)."""
+    report = config.get("report") or {}
+    if not report.get("enabled", True):
+        return True
+    experiment = info["experiment"]
+    out = Path(report.get("out") or Path("reports") / experiment)
+    try:
+        from lossbench.report import build_report
+
+        index = build_report(
+            experiment,
+            tracking_uri=info["uri"],
+            out=out,
+            metric=report.get("metric") or "balanced_accuracy",
+            sweep=info["id"],
+        )
+        tracker.client.log_artifacts(info["parent_run_id"], str(out), artifact_path="report")
+    except Exception as e:
+        log.error(
+            "the report could not be built (%s: %s); the runs are recorded, rebuild it with: "
+            "python -m lossbench.report --experiment %s",
+            type(e).__name__,
+            e,
+            experiment,
+        )
+        return False
+    log.info("report: %s (also attached to the sweep's parent run under report/)", index)
+    print(f"lossbench: report written to {index}", file=sys.stderr)
+    return True
 
 
 def run_job(c: dict, hydra_cfg, info: dict) -> float | None:
@@ -139,7 +201,7 @@ def run_job(c: dict, hydra_cfg, info: dict) -> float | None:
     from lossbench.config import fingerprint
     from lossbench.errors import ConfigError
     from lossbench.pipeline import execute, prepare
-    from lossbench.tracking import Tracker
+    from lossbench.tracking import TAG_SWEEP_ID, Tracker
 
     job_dir = hydra_cfg.runtime.output_dir
     k, total = int(hydra_cfg.job.num) + 1, info["total"]
@@ -148,41 +210,40 @@ def run_job(c: dict, hydra_cfg, info: dict) -> float | None:
         f"ratio={c['imbalance']['ratio']:g} reg={c['regularization']['name']} seed={c['seed']}"
     )
     fp = fingerprint(c)
+    write = partial(write_status, job_dir, fingerprint=fp, job=job_description(c))
     try:
         check_config(c)
     except ConfigError as e:
         log.info("%s skipped (N/A): %s", label, e)
-        write_status(job_dir, "skipped", reason=str(e), fingerprint=fp)
+        write("skipped", reason=str(e))
         return None
     except Exception as e:  # a bug must not stop the other jobs either
         log.error("%s failed checking the combination: %s: %s", label, type(e).__name__, e)
-        write_status(job_dir, "failed", reason=f"{type(e).__name__}: {e}", fingerprint=fp)
+        write("failed", reason=f"{type(e).__name__}: {e}")
         return None
     try:
         tracker = Tracker(info["uri"], info["experiment"])
         previous = tracker.finished_run(fp) if c.get("resume", True) else None
         if previous is not None:
             log.info("%s resumed: already FINISHED as run %s", label, previous)
-            write_status(job_dir, "resumed", run_id=previous, fingerprint=fp)
+            write("resumed", run_id=previous)
             return None
         log.info("%s running", label)
         prepared = prepare(c)  # a ConfigError here is a data-dependent limit (a ratio this data cannot reach)
-        run_id = tracker.start(
-            c, parent_run_id=info["parent_run_id"], extra_tags={"lossbench.sweep_id": info["id"]}
-        )
+        run_id = tracker.start(c, parent_run_id=info["parent_run_id"], extra_tags={TAG_SWEEP_ID: info["id"]})
     except Exception as e:  # before any run exists: recorded in the job folder, and the sweep goes on
         log.error("%s failed before training: %s: %s", label, type(e).__name__, e)
-        write_status(job_dir, "failed", reason=f"{type(e).__name__}: {e}", fingerprint=fp)
+        write("failed", reason=f"{type(e).__name__}: {e}")
         return None
     try:
         result = execute(prepared)
     except Exception as e:
         tracker.fail(run_id, e)
         log.error("%s FAILED (run %s): %s: %s", label, run_id, type(e).__name__, e)
-        write_status(job_dir, "failed", run_id=run_id, reason=f"{type(e).__name__}: {e}", fingerprint=fp)
+        write("failed", run_id=run_id, reason=f"{type(e).__name__}: {e}")
         return None
     tracker.finish(run_id, result)
     score = result.metrics["test/balanced_accuracy"]
     log.info("%s finished: test balanced accuracy %.4f (run %s)", label, score, run_id)
-    write_status(job_dir, "finished", run_id=run_id, fingerprint=fp)
+    write("finished", run_id=run_id)
     return score

@@ -21,6 +21,10 @@ TAG_COMMIT = "lossbench.git_commit"
 TAG_FAILURE = "lossbench.failure_reason"
 TAG_REALISATION = "lossbench.realisation"
 TAG_PROBA = "lossbench.probability_metrics"
+TAG_SWEEP_ID = "lossbench.sweep_id"
+TAG_ROLE = "lossbench.role"
+RELIABILITY_ARTIFACT = "reliability_test.json"
+SWEEP_JOBS_ARTIFACT = "sweep_jobs.json"
 
 _MAX_PARAMS, _MAX_METRICS = 100, 1000  # MLflow's limits per log_batch call
 
@@ -153,7 +157,7 @@ class Tracker:
         metrics = [Metric(f"sweep/{k}", float(v), now, 0) for k, v in counts.items()]
         metrics.append(Metric("sweep/missing", float(missing), now, 0))
         self.client.log_batch(run_id, metrics=metrics)
-        self.client.log_text(run_id, json.dumps(statuses, indent=1), "sweep_jobs.json")
+        self.client.log_text(run_id, json.dumps(statuses, indent=1), SWEEP_JOBS_ARTIFACT)
         self.client.set_terminated(run_id, "FAILED" if counts.get("failed") or missing else "FINISHED")
 
     def finished_run(self, fingerprint_: str) -> str | None:
@@ -208,7 +212,7 @@ class Tracker:
     def _log_prediction_artifacts(self, run_id: str, result) -> None:
         if result.y_test is None:
             return
-        from lossbench.metrics import confusion, per_class_table
+        from lossbench.metrics import confusion, per_class_table, reliability_bins
         from lossbench.plots import confusion_matrix_figure
 
         C = result.num_classes
@@ -221,6 +225,9 @@ class Tracker:
                 train_counts=result.class_counts["train"],
             )
             table.to_csv(Path(tmp) / "per_class_test.csv", index=False)
+            if result.proba_test is not None:  # pooled across seeds into reliability diagrams by the report
+                bins = reliability_bins(result.y_test, result.proba_test)
+                (Path(tmp) / RELIABILITY_ARTIFACT).write_text(json.dumps(bins))
             confusion_matrix_figure(
                 confusion(result.y_test, result.y_pred, C),
                 result.class_names,

@@ -40,13 +40,14 @@ def store(tmp_path) -> str:
 
 
 def run_cli(
-    args: list[str], cwd: Path, env: dict | None = None, timeout: int = 300
+    args: list[str], cwd: Path, env: dict | None = None, timeout: int = 300, module: str = "lossbench"
 ) -> subprocess.CompletedProcess:
-    """Run ``python -m lossbench`` as a user would, in ``cwd`` (no inherited MLFLOW_TRACKING_URI)."""
+    """Run ``python -m lossbench`` (or another module) as a user would, in ``cwd`` (no inherited
+    MLFLOW_TRACKING_URI)."""
     full_env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "lossbench", *args],
+        [sys.executable, "-m", module, *args],
         cwd=cwd,
         env=full_env,
         capture_output=True,

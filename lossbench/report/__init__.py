@@ -1,0 +1,44 @@
+"""Comparison reports: which loss wins where, by how much, and how sure we are.
+
+    python -m lossbench.report --experiment imbalance          # reports/imbalance/index.html, README.md
+
+From a notebook::
+
+    from lossbench.report import load_runs, build_report
+    df = load_runs("imbalance")                 # one row per MLflow run, metrics and swept axes as columns
+    build_report("imbalance", out="reports/imbalance")
+
+Importing this package is cheap; pandas, scipy, seaborn and mlflow load when a function is called.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["build_report", "check_metric", "load_runs"]
+
+
+def check_metric(metric: str, key: str = "--metric") -> str:
+    """The metric name (without split prefix) if lossbench logs it, else a ConfigError naming the options."""
+    from lossbench.errors import ConfigError
+    from lossbench.metrics import METRICS
+
+    name = str(metric).removeprefix("test/")
+    allowed = [m for m in METRICS if "<" not in m]
+    if name in allowed or re.fullmatch(r"recall_class_\d+", name):
+        return name
+    raise ConfigError(
+        key, metric, "not a metric lossbench logs", f"Allowed: {', '.join(allowed)}, recall_class_<k>."
+    )
+
+
+def __getattr__(name: str):
+    if name == "build_report":
+        from lossbench.report.build import build_report
+
+        return build_report
+    if name == "load_runs":
+        from lossbench.report.load import load_runs
+
+        return load_runs
+    raise AttributeError(f"module 'lossbench.report' has no attribute {name!r}")

@@ -1,0 +1,64 @@
+"""The report command:
+
+python -m lossbench.report --experiment NAME [--tracking-uri URI] [--out DIR] [--metric M]
+                           [--all | --sweep ID]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m lossbench.report",
+        description="Build the comparison report (HTML, Markdown, figures, CSV) of a lossbench experiment "
+        "from what its MLflow store holds.",
+    )
+    parser.add_argument("--experiment", required=True, help="MLflow experiment name (tracking.experiment)")
+    parser.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow store; default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in this folder",
+    )
+    parser.add_argument("--out", default=None, help="output folder; default: reports/<experiment>/")
+    parser.add_argument(
+        "--metric",
+        default="balanced_accuracy",
+        help="test metric to rank losses by (default: balanced_accuracy)",
+    )
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument(
+        "--all", action="store_true", help="every run of the experiment, not only the latest sweep"
+    )
+    scope.add_argument("--sweep", default=None, help="one sweep, by its id (tag lossbench.sweep_id)")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(
+        level=logging.INFO, format="[%(asctime)s][%(levelname)s] %(message)s", datefmt="%H:%M:%S"
+    )
+    from lossbench.errors import ConfigError
+    from lossbench.report import check_metric
+    from lossbench.report.build import build_report
+
+    try:
+        check_metric(args.metric)  # before touching the store
+        index = build_report(
+            args.experiment,
+            tracking_uri=args.tracking_uri,
+            out=args.out,
+            metric=args.metric,
+            sweep="all" if args.all else (args.sweep or "latest"),
+        )
+    except ConfigError as e:
+        print(f"lossbench.report: error: {e}", file=sys.stderr)
+        return 2
+    print(f"report: {index}")
+    print(f"        {index.parent / 'README.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

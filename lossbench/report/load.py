@@ -1,0 +1,239 @@
+"""Reading an experiment back from MLflow: the runs as one tidy DataFrame, and the sweep's job accounting."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from lossbench.errors import ConfigError
+from lossbench.tracking import (
+    SWEEP_JOBS_ARTIFACT,
+    TAG_FINGERPRINT,
+    TAG_REALISATION,
+    TAG_ROLE,
+    TAG_SWEEP_ID,
+    tracking_uri,
+)
+
+log = logging.getLogger("lossbench")
+
+PAGE_SIZE = 1000
+# one column per axis a sweep can vary, named as the report (and a notebook) speaks of them
+AXES = {
+    "data": "data.name",
+    "model": "model.name",
+    "loss": "loss.name",
+    "ratio": "imbalance.ratio",
+    "profile": "imbalance.profile",
+    "regularization": "regularization.name",
+    "strength": "regularization.strength",
+    "rebalance": "rebalance.name",
+    "seed": "seed",
+}
+NUMERIC_AXES = ("ratio", "strength", "seed")
+
+
+@dataclass
+class Sweep:
+    """One sweep's parent run and what its jobs reported (empty statuses: the sweep never finished)."""
+
+    run_id: str
+    sweep_id: str
+    name: str
+    status: str
+    start_time: int
+    params: dict[str, str]
+    statuses: list[dict] = field(default_factory=list)
+
+    @property
+    def expected(self) -> int | None:
+        value = self.params.get("sweep.jobs")
+        return int(value) if value is not None else None
+
+
+@dataclass
+class Experiment:
+    """What a report is built from: the runs in scope, the sweeps they came from, where they are stored."""
+
+    name: str
+    uri: str
+    runs: pd.DataFrame  # one row per run (every status); see load_runs
+    sweeps: list[Sweep]  # the sweeps in scope, newest first
+    scope: str  # "latest", "all" or a sweep id
+
+
+def _client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    return MlflowClient(tracking_uri=uri)
+
+
+def _experiment_id(client, experiment: str, uri: str) -> str:
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        names = sorted(e.name for e in client.search_experiments())
+        raise ConfigError(
+            "--experiment",
+            experiment,
+            f"no such experiment in {uri}",
+            f"Experiments there: {', '.join(names) or 'none'}. Run a sweep first, or pass --tracking-uri.",
+        )
+    return found.experiment_id
+
+
+def _search_all(client, experiment_id: str, filter_string: str = "") -> list:
+    """Every run matching the filter, page by page (MLflow caps one page; 10k-run experiments are normal)."""
+    runs, token = [], None
+    while True:
+        page = client.search_runs(
+            [experiment_id], filter_string=filter_string, max_results=PAGE_SIZE, page_token=token
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _value(text: str | None):
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, TypeError):
+        return text
+
+
+def _row(run) -> dict:
+    params, tags = run.data.params, run.data.tags
+    row = {
+        "run_id": run.info.run_id,
+        "run_name": run.info.run_name,
+        "status": run.info.status,
+        "start_time": run.info.start_time,
+        "sweep_id": tags.get(TAG_SWEEP_ID),
+        "parent_run_id": tags.get("mlflow.parentRunId"),
+        "fingerprint": tags.get(TAG_FINGERPRINT),
+        "realisation": tags.get(TAG_REALISATION),
+        "failure_reason": tags.get("lossbench.failure_reason"),
+        "class_names": _value(params.get("data.class_names")),
+        "train_counts": _value(params.get("class_counts.train")),
+    }
+    for axis, key in AXES.items():
+        row[axis] = params.get(key)
+    row.update({k: v for k, v in run.data.metrics.items() if not k.startswith("curve/")})
+    row.update({f"params.{k}": v for k, v in params.items()})
+    return row
+
+
+def _frame(runs: list) -> pd.DataFrame:
+    df = pd.DataFrame([_row(r) for r in runs])
+    if df.empty:
+        return pd.DataFrame(columns=["run_id", "status", *AXES])
+    for axis in NUMERIC_AXES:
+        df[axis] = pd.to_numeric(df[axis], errors="coerce")
+    df["strength"] = df["strength"].fillna(0.0)
+    df["seed"] = df["seed"].astype("Int64")
+    return df
+
+
+def _sweeps(client, parents: list) -> list[Sweep]:
+    sweeps = [
+        Sweep(
+            run_id=p.info.run_id,
+            sweep_id=p.data.tags.get(TAG_SWEEP_ID, ""),
+            name=p.info.run_name,
+            status=p.info.status,
+            start_time=p.info.start_time,
+            params=dict(p.data.params),
+        )
+        for p in parents
+    ]
+    return sorted(sweeps, key=lambda s: s.start_time, reverse=True)
+
+
+def _statuses(client, sweep: Sweep) -> list[dict]:
+    import tempfile
+
+    from mlflow.exceptions import MlflowException
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(sweep.run_id, SWEEP_JOBS_ARTIFACT, tmp)
+        except (MlflowException, OSError):
+            return []  # the sweep was interrupted before it could count its jobs
+        with open(path) as f:
+            return json.load(f)
+
+
+def load_experiment(
+    experiment: str, tracking_uri_: str | None = None, *, scope: str = "latest"
+) -> Experiment:
+    """The runs of ``experiment`` in scope: ``latest`` (the newest sweep: its own runs and the earlier runs it
+    resumed), ``all`` (every run, the newest FINISHED run per config), or one sweep id."""
+    uri = tracking_uri(tracking_uri_)
+    client = _client(uri)
+    exp_id = _experiment_id(client, experiment, uri)
+    everything = _search_all(client, exp_id)
+    parents = [r for r in everything if r.data.tags.get(TAG_ROLE) == "sweep"]
+    children = [r for r in everything if r.data.tags.get(TAG_ROLE) != "sweep"]
+    sweeps = _sweeps(client, parents)
+    runs = _frame(children)
+
+    if scope == "all" or not sweeps:
+        chosen = sweeps
+        for s in chosen:
+            s.statuses = _statuses(client, s)
+        if not runs.empty:  # a config re-run with resume=false counts once: its newest FINISHED run
+            runs = runs.sort_values("start_time", ascending=False)
+            done = runs[runs["status"] == "FINISHED"].drop_duplicates("fingerprint")
+            runs = pd.concat([done, runs[runs["status"] != "FINISHED"]])
+        return Experiment(experiment, uri, runs.reset_index(drop=True), chosen, "all")
+
+    if scope == "latest":
+        sweep = sweeps[0]
+    else:
+        matching = [s for s in sweeps if s.sweep_id == scope or s.run_id == scope]
+        if not matching:
+            raise ConfigError(
+                "--sweep",
+                scope,
+                f"no sweep with this id in experiment '{experiment}'",
+                f"Sweeps there (newest first): {', '.join(s.sweep_id for s in sweeps[:10])}",
+            )
+        sweep = matching[0]
+    sweep.statuses = _statuses(client, sweep)
+    ids = {st["run_id"] for st in sweep.statuses if st.get("run_id")}
+    in_scope = runs["sweep_id"].eq(sweep.sweep_id) | runs["run_id"].isin(ids) if not runs.empty else []
+    runs = runs[in_scope] if len(runs) else runs
+    return Experiment(experiment, uri, runs.reset_index(drop=True), [sweep], sweep.sweep_id)
+
+
+def load_runs(experiment: str, tracking_uri: str | None = None, *, scope: str = "latest") -> pd.DataFrame:
+    """The runs of an MLflow experiment as a tidy DataFrame, one row per run (for notebooks and the report).
+
+    Columns: ``run_id, run_name, status, sweep_id, fingerprint, realisation``, the swept axes ``data,
+    model, loss, ratio, profile, regularization, strength, rebalance, seed``, every logged metric under its
+    MLflow name
+    (``test/balanced_accuracy``, ``val/ece``, ``train/fit_seconds`` ...; epoch curves left out), the class
+    names and training counts, and every param as ``params.<key>``.
+
+    ``scope``: ``"latest"`` (default: the newest sweep, including the runs it resumed from earlier sweeps),
+    ``"all"`` (every run; a config run twice counts once, its newest FINISHED run), or a sweep id.
+
+    >>> df = load_runs("imbalance")  # doctest: +SKIP
+    >>> df[df.status == "FINISHED"].groupby(["model", "ratio", "loss"])["test/balanced_accuracy"].mean()
+    """
+    return load_experiment(experiment, tracking_uri, scope=scope).runs
+
+
+def finished(runs: pd.DataFrame, metric_column: str) -> pd.DataFrame:
+    """FINISHED runs that logged the metric (a model without probabilities has no ECE: left out, not 0)."""
+    if runs.empty or metric_column not in runs:
+        return runs.iloc[0:0]
+    done = runs[(runs["status"] == "FINISHED") & runs[metric_column].notna()]
+    return done[np.isfinite(done[metric_column].astype(float))]
