@@ -1,0 +1,133 @@
+"""Parallel speed-up of Hydra's joblib launcher on one machine.
+
+Target: wall time with ``hydra/launcher=joblib hydra.launcher.n_jobs=2`` >= 1.7x faster than with one
+worker, on the same sweep of jobs that each fit for at least a second.
+
+The sweep: ``model=torch_mlp`` on digits at ``imbalance.ratio=1`` with a fixed number of epochs
+(``train.patience=null``), so every job does the same work, one job per seed. Both sweeps run as a user runs
+them (``python -m lossbench``, a fresh process, working folder and SQLite store each):
+
+- baseline: one worker, Hydra's default (sequential, in-process) launcher;
+- lossbench: ``hydra/launcher=joblib hydra.launcher.n_jobs=2``.
+
+speed-up = baseline wall / joblib wall. The fits are read back from MLflow (``train/fit_seconds``) to check
+the jobs last >= 1 s and to show whether the fits slow down when two run at once (CPU threads contending);
+the run timestamps split each wall time into start-up, the jobs, and the tail (which includes the
+end-of-sweep report, run once in either case). The verdict is on the whole wall time, so the fixed start-up
+and tail count against it; the "jobs" row shows the speed-up of the parallel part alone.
+
+    python benchmarks/joblib_speedup.py            # 32 jobs x 60 epochs (1-2 s per fit; ~3 min on 2 cores)
+    python benchmarks/joblib_speedup.py --quick    # 4 jobs x 20 epochs (under a minute; fits may be < 1 s)
+    python benchmarks/joblib_speedup.py --jobs 64 --n-jobs 4 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+from pathlib import Path
+
+from _common import check_sweep, machine_line, run_sweep, sqlite_uri, table, verdict, write_experiment
+
+TARGET = 1.7
+EXPERIMENT = "bench_joblib"
+
+
+def sweep(
+    root: Path, name: str, jobs: int, epochs: int, launcher: list[str], env: dict[str, str]
+) -> dict[str, float]:
+    folder = root / name
+    uri = sqlite_uri(folder)
+    select = write_experiment(
+        root / "conf", "joblib_bench", {"seed": ",".join(map(str, range(jobs)))}, EXPERIMENT
+    )
+    overrides = [
+        *select,
+        "model=torch_mlp",
+        "imbalance.ratio=1",
+        "train.patience=null",
+        f"train.epochs={epochs}",
+        f"tracking.uri={uri}",
+        f"hydra.sweep.dir={folder / 'sweep'}",
+        *launcher,
+    ]
+    result = run_sweep(overrides, folder, env=env)
+    runs = sorted(check_sweep(result, uri, EXPERIMENT, finished=jobs), key=lambda r: r.info.start_time)
+    fits = [r.data.metrics["train/fit_seconds"] for r in runs]
+    first_start = runs[0].info.start_time / 1e3
+    last_end = max(r.info.end_time for r in runs) / 1e3
+    return {
+        "wall": result.wall,
+        "startup": first_start - result.started_at,
+        "jobs": last_end - first_start,
+        "tail": result.ended_at - last_end,
+        "fit_sum": sum(fits),
+        "fit_mean": statistics.mean(fits),
+        "fit_min": min(fits),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="4 jobs x 20 epochs")
+    parser.add_argument("--jobs", type=int, help="jobs in the sweep (default 32; quick 4)")
+    parser.add_argument("--epochs", type=int, help="train.epochs of every job (default 60; quick 20)")
+    parser.add_argument("--n-jobs", type=int, default=2, help="joblib workers (default 2)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="OMP_NUM_THREADS for both sweeps (default: unset, torch's own choice; joblib's workers limit "
+        "their threads to CPUs / n_jobs by themselves)",
+    )
+    args = parser.parse_args()
+    jobs = args.jobs or (4 if args.quick else 32)
+    epochs = args.epochs or (20 if args.quick else 60)
+    env = {} if args.threads is None else {"OMP_NUM_THREADS": str(args.threads)}
+
+    print(f"joblib_speedup: {jobs} jobs of torch_mlp on digits, {epochs} epochs each, fresh SQLite stores")
+    print(machine_line())
+    print(f"OMP_NUM_THREADS for the sweeps: {env.get('OMP_NUM_THREADS', 'unset')}")
+    with tempfile.TemporaryDirectory(prefix="lossbench-bench-") as tmp:
+        root = Path(tmp)
+        print("baseline: 1 worker (Hydra's default launcher) ...")
+        one = sweep(root, "one", jobs, epochs, [], env)
+        print(f"  {one['wall']:.2f} s")
+        print(f"lossbench: hydra/launcher=joblib hydra.launcher.n_jobs={args.n_jobs} ...")
+        joblib = ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={args.n_jobs}"]
+        par = sweep(root, "par", jobs, epochs, joblib, env)
+        print(f"  {par['wall']:.2f} s")
+
+    speedup = one["wall"] / par["wall"]
+    rows = [
+        ["wall time (s)", f"{one['wall']:.2f}", f"{par['wall']:.2f}", f"{speedup:.2f}"],
+        ["  start-up: process start -> first run (s)", f"{one['startup']:.2f}", f"{par['startup']:.2f}", ""],
+        [
+            "  jobs: first run created -> last run ended (s)",
+            f"{one['jobs']:.2f}",
+            f"{par['jobs']:.2f}",
+            f"{one['jobs'] / par['jobs']:.2f}",
+        ],
+        ["  tail: last run ended -> exit (s)", f"{one['tail']:.2f}", f"{par['tail']:.2f}", ""],
+        ["sum of train/fit_seconds (s)", f"{one['fit_sum']:.2f}", f"{par['fit_sum']:.2f}", ""],
+        ["fit per job, mean (s)", f"{one['fit_mean']:.2f}", f"{par['fit_mean']:.2f}", ""],
+        ["fit per job, shortest (s)", f"{one['fit_min']:.2f}", f"{par['fit_min']:.2f}", ""],
+    ]
+    print()
+    print(
+        table(
+            f"{jobs} jobs; speed-up = 1 worker / {args.n_jobs} workers; target >= {TARGET:g}",
+            ["", "1 worker", f"joblib n_jobs={args.n_jobs}", "speed-up"],
+            rows,
+        )
+    )
+    if one["fit_min"] < 1.0:
+        print(
+            f"note: the shortest fit took {one['fit_min']:.2f} s (< 1 s); raise --epochs for the real figure"
+        )
+    print()
+    print(verdict(f"joblib_speedup (n_jobs={args.n_jobs})", speedup, TARGET, "x", higher_is_better=True))
+
+
+if __name__ == "__main__":
+    main()
