@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 # Keys that say where a run is recorded, not what it computes: excluded from the fingerprint.
-NON_SEMANTIC_KEYS = ("tracking", "resume", "report")
+NON_SEMANTIC_KEYS = ("tracking", "resume", "report", "vectorise_seeds")
 
 
 def config_dir() -> Path:

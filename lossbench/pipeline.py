@@ -121,26 +121,15 @@ def _effective_loss(c: dict, backend: str, counts: list[int]) -> tuple[dict, np.
     return c["loss"], weights
 
 
-def execute(p: Prepared) -> RunResult:
-    """Fit the model on the prepared training split and evaluate it on the val and test splits."""
-    from lossbench.imbalance import minority_classes
+def build(p: Prepared):
+    """The model for a prepared config: its context (class counts, seed, loss, regularization), seeded."""
     from lossbench.models import MODELS, Context, build_model
 
-    c, C = p.cfg, p.dataset.num_classes
+    c = p.cfg
     counts = p.class_counts["fit"]  # the prior the model sees (logit adjustment, LDAM margins, weights)
-    log.info(
-        "data=%s model=%s loss=%s  training counts per class %s%s",
-        p.dataset.name,
-        c["model"]["name"],
-        c["loss"]["name"],
-        p.class_counts["train"],
-        ""
-        if counts == p.class_counts["train"]
-        else f", fitted on {counts} after rebalance={c['rebalance']['name']}",
-    )
     loss, sample_class_weights = _effective_loss(c, MODELS[c["model"]["name"]].backend, counts)
     ctx = Context(
-        num_classes=C,
+        num_classes=p.dataset.num_classes,
         feature_shape=p.dataset.feature_shape,
         class_counts=tuple(counts),
         seed=int(c["seed"]),
@@ -149,9 +138,14 @@ def execute(p: Prepared) -> RunResult:
         train=c["train"],
         sample_class_weights=sample_class_weights,
     )
-    model = build_model(c["model"], ctx)
-    fit = model.fit(p.X_fit, p.y_fit, p.X_val, p.y_val)
+    return build_model(c["model"], ctx)
 
+
+def result(p: Prepared, model, fit, **info) -> RunResult:
+    """Evaluate a fitted model on the val and test splits and assemble its RunResult (``info`` adds keys)."""
+    from lossbench.imbalance import minority_classes
+
+    c, C = p.cfg, p.dataset.num_classes
     imb = c["imbalance"]
     minority = minority_classes(C, imb["profile"], float(imb.get("minority_fraction", 0.5)))
     val_metrics, _, _ = evaluate(model, p.X_val, p.y_val, C, minority, "val")
@@ -172,11 +166,30 @@ def execute(p: Prepared) -> RunResult:
             "n_fit": len(p.y_fit),
             "imbalance_ratio": float(train_counts.max() / train_counts.min()),
             "has_proba": proba is not None,
+            **info,
         },
         y_test=p.y_test,
         y_pred=y_pred,
         proba_test=proba,
     )
+
+
+def execute(p: Prepared) -> RunResult:
+    """Fit the model on the prepared training split and evaluate it on the val and test splits."""
+    c, counts = p.cfg, p.class_counts["fit"]
+    log.info(
+        "data=%s model=%s loss=%s  training counts per class %s%s",
+        p.dataset.name,
+        c["model"]["name"],
+        c["loss"]["name"],
+        p.class_counts["train"],
+        ""
+        if counts == p.class_counts["train"]
+        else f", fitted on {counts} after rebalance={c['rebalance']['name']}",
+    )
+    model = build(p)
+    fit = model.fit(p.X_fit, p.y_fit, p.X_val, p.y_val)
+    return result(p, model, fit)
 
 
 def run(cfg) -> RunResult:

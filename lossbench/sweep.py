@@ -14,6 +14,8 @@ import logging
 import sys
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -74,6 +76,37 @@ def summary_line(counts: dict[str, int]) -> str:
     )
 
 
+def seed_groups(jobs: list[list[str]]) -> dict[str, list[list[int]]]:
+    """Jobs whose overrides differ only in ``seed=``: {leader job number: [[job number, seed], ...]}, the
+    leader being the group's first job. Jobs alone in their group are left out."""
+    groups: dict[tuple[str, ...], list[list[int]]] = {}
+    for num, overrides in enumerate(jobs):
+        seeds = [o for o in overrides if o.split("=", 1)[0] == "seed"]
+        if len(seeds) != 1:
+            continue
+        rest = tuple(sorted(o for o in overrides if o != seeds[0]))
+        groups.setdefault(rest, []).append([num, int(seeds[0].split("=", 1)[1])])
+    return {str(group[0][0]): group for group in groups.values() if len(group) > 1}
+
+
+def _vectorise_seeds(config) -> bool:
+    """``vectorise_seeds``: true, false, or auto (= when this machine has CUDA). Only with job folders named
+    by job number (the leader writes its siblings' status files) and no interpolation of ``seed`` elsewhere
+    (a sibling's config is the leader's with ``seed`` replaced)."""
+    from omegaconf import OmegaConf
+
+    mode = config.get("vectorise_seeds", "auto")
+    if mode == "auto":
+        import torch
+
+        mode = torch.cuda.is_available()
+    if mode is not True:
+        return False
+    subdir = OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir")
+    body = OmegaConf.to_yaml({k: v for k, v in config.items() if k != "hydra"}, resolve=False)
+    return subdir == "${hydra.job.num}" and "${seed}" not in body
+
+
 class SweepCallback(Callback):
     """Registered in conf/config.yaml under hydra.callbacks; active for multiruns only."""
 
@@ -120,13 +153,18 @@ class SweepCallback(Callback):
                 "sweep.overrides": json.dumps(overrides),
             },
         )
+        groups = seed_groups(jobs) if _vectorise_seeds(config) else {}
         info = {
             "parent_run_id": parent,
             "uri": uri,
             "experiment": experiment,
             "total": len(jobs),
             "id": sweep_id,
+            "seed_groups": groups,  # leader job number -> [[job number, seed], ...]
+            "seed_leaders": {str(num): int(lead) for lead, group in groups.items() for num, _ in group},
         }
+        if groups:
+            log.info("%d groups of jobs that differ only by seed train as vectorised ensembles", len(groups))
         (sweep_dir / SWEEP_FILE).write_text(json.dumps(info))
         log.info(
             "sweep of %d jobs into MLflow experiment '%s' (parent run %s) at %s",
@@ -195,20 +233,35 @@ def _report(config, info: dict, tracker) -> bool:
     return True
 
 
-def run_job(c: dict, hydra_cfg, info: dict) -> float | None:
-    """One job of a sweep: skip N/A, resume a FINISHED twin, else run as a child. Never raises."""
+@dataclass
+class _Started:
+    """A job past its checks, with its data prepared and its MLflow child run RUNNING."""
+
+    num: int
+    label: str
+    prepared: object
+    run_id: str
+    tracker: object
+    write: Callable
+
+
+def _label(c: dict, num: int, total: int) -> str:
+    return (
+        f"[{num + 1}/{total}] model={c['model']['name']} loss={c['loss']['name']} "
+        f"ratio={c['imbalance']['ratio']:g} reg={c['regularization']['name']} seed={c['seed']}"
+    )
+
+
+def _start_job(c: dict, job_dir, num: int, info: dict) -> _Started | None:
+    """Skip N/A, resume a FINISHED twin, else prepare and open the child run. None when the job is settled
+    (its status written). Never raises."""
     from lossbench.compat import check_config
     from lossbench.config import fingerprint
     from lossbench.errors import ConfigError
-    from lossbench.pipeline import execute, prepare
+    from lossbench.pipeline import prepare
     from lossbench.tracking import TAG_SWEEP_ID, Tracker
 
-    job_dir = hydra_cfg.runtime.output_dir
-    k, total = int(hydra_cfg.job.num) + 1, info["total"]
-    label = (
-        f"[{k}/{total}] model={c['model']['name']} loss={c['loss']['name']} "
-        f"ratio={c['imbalance']['ratio']:g} reg={c['regularization']['name']} seed={c['seed']}"
-    )
+    label = _label(c, num, info["total"])
     fp = fingerprint(c)
     write = partial(write_status, job_dir, fingerprint=fp, job=job_description(c))
     try:
@@ -235,15 +288,64 @@ def run_job(c: dict, hydra_cfg, info: dict) -> float | None:
         log.error("%s failed before training: %s: %s", label, type(e).__name__, e)
         write("failed", reason=f"{type(e).__name__}: {e}")
         return None
-    try:
-        result = execute(prepared)
-    except Exception as e:
-        tracker.fail(run_id, e)
-        log.error("%s FAILED (run %s): %s: %s", label, run_id, type(e).__name__, e)
-        write("failed", run_id=run_id, reason=f"{type(e).__name__}: {e}")
+    return _Started(num, label, prepared, run_id, tracker, write)
+
+
+def _end_job(job: _Started, outcome) -> float | None:
+    """Record a RunResult (FINISHED) or the exception its training raised (FAILED)."""
+    if isinstance(outcome, BaseException):
+        job.tracker.fail(job.run_id, outcome)
+        log.error("%s FAILED (run %s): %s: %s", job.label, job.run_id, type(outcome).__name__, outcome)
+        job.write("failed", run_id=job.run_id, reason=f"{type(outcome).__name__}: {outcome}")
         return None
-    tracker.finish(run_id, result)
-    score = result.metrics["test/balanced_accuracy"]
-    log.info("%s finished: test balanced accuracy %.4f (run %s)", label, score, run_id)
-    write("finished", run_id=run_id)
+    job.tracker.finish(job.run_id, outcome)
+    score = outcome.metrics["test/balanced_accuracy"]
+    log.info("%s finished: test balanced accuracy %.4f (run %s)", job.label, score, job.run_id)
+    job.write("finished", run_id=job.run_id)
     return score
+
+
+def run_job(c: dict, hydra_cfg, info: dict) -> float | None:
+    """One job of a sweep: skip N/A, resume a FINISHED twin, else run as a child. Never raises.
+
+    Jobs that differ only by seed (``info["seed_groups"]``, see ``vectorise_seeds``) are run by their group's
+    first job, the leader: every job of the group keeps its own checks, resume and MLflow child run, and the
+    fits left to do are one vectorised ensemble (:func:`lossbench.ensemble.execute_seeds`). The others return
+    at once; the leader writes their status files."""
+    from lossbench.pipeline import execute
+
+    num = int(hydra_cfg.job.num)
+    leader = info.get("seed_leaders", {}).get(str(num))
+    if leader is not None and leader != num:
+        log.info("%s: trained in the seed ensemble of job %d", _label(c, num, info["total"]), leader + 1)
+        return None
+    if leader == num:
+        return _run_seed_group(c, hydra_cfg, info, info["seed_groups"][str(num)])
+    job = _start_job(c, hydra_cfg.runtime.output_dir, num, info)
+    if job is None:
+        return None
+    try:
+        result = execute(job.prepared)
+    except Exception as e:
+        return _end_job(job, e)
+    return _end_job(job, result)
+
+
+def _run_seed_group(c: dict, hydra_cfg, info: dict, group: list[list[int]]) -> float | None:
+    """The leader's work: start every job of the group, train those left as one ensemble, record each."""
+    from lossbench.ensemble import execute_seeds
+
+    sweep_dir = Path(hydra_cfg.sweep.dir)
+    started = []
+    for num, seed in group:
+        job = _start_job({**c, "seed": seed}, sweep_dir / str(num), num, info)
+        if job is not None:
+            started.append(job)
+    if not started:
+        return None
+    try:
+        outcomes = execute_seeds([job.prepared for job in started], return_exceptions=True)
+    except Exception as e:  # the ensemble's own bug: every run it held is FAILED with the reason
+        outcomes = [e] * len(started)
+    scores = {job.num: _end_job(job, outcome) for job, outcome in zip(started, outcomes, strict=True)}
+    return scores.get(int(hydra_cfg.job.num))

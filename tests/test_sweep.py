@@ -171,3 +171,34 @@ def test_submitit_local_launcher_runs_jobs_as_separate_processes(tmp_path):
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
     # submitit wrote its own per-job logs: the jobs really ran in other processes
     assert list(tmp_path.glob("experiments/smoke/*/.submitit/*/*_log.out"))
+
+
+@pytest.mark.slow
+def test_vectorised_seed_groups_give_each_seed_its_own_run_with_the_sequential_numbers(tmp_path):
+    narrowed = [
+        "+experiment=smoke",
+        "model=torch_mlp",
+        "model.activation=tanh",
+    ]  # 3 losses x 2 ratios x 2 seeds
+    metrics = {}
+    for mode in ("false", "true"):
+        folder = tmp_path / mode
+        folder.mkdir()
+        proc = run_cli([*narrowed, f"vectorise_seeds={mode}"], cwd=folder)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "lossbench: 12 finished, 0 resumed, 0 skipped (N/A), 0 failed" in proc.stderr
+        assert ("6 groups of jobs that differ only by seed" in proc.stdout + proc.stderr) == (mode == "true")
+        _, parents, children = _store(folder)
+        assert len(parents) == 1 and len(children) == 12
+        metrics[mode] = {
+            (
+                r.data.params["loss.name"],
+                r.data.params["imbalance.ratio"],
+                r.data.params["seed"],
+            ): r.data.metrics
+            for r in children
+        }
+    assert metrics["true"].keys() == metrics["false"].keys()
+    for key, sequential in metrics["false"].items():
+        for name in ("test/balanced_accuracy", "test/log_loss", "val/balanced_accuracy", "train/best_epoch"):
+            assert metrics["true"][key][name] == pytest.approx(sequential[name], abs=1e-5), (key, name)
