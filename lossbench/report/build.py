@@ -95,6 +95,12 @@ def _p(p: float) -> str:
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def _p_is(p: float) -> str:
+    """``p = 0.012`` or ``p < 0.001``, for sentences."""
+    text = _p(p)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name))
 
@@ -291,7 +297,7 @@ class ReportBuilder:
         else:
             verdict = "significant" if best.significant else "not significant"
             parts.append(
-                f"; Wilcoxon signed-rank p = {_p(best.p_holm)} after Holm correction over "
+                f"; Wilcoxon signed-rank {_p_is(best.p_holm)} after Holm correction over "
                 f"{len(comps)} comparisons: {verdict}"
             )
         beat = [c.loss for c in comps if c.significant and u.better(c.mean_diff)]
@@ -580,7 +586,7 @@ class ReportBuilder:
                 Para(
                     [
                         f"Friedman χ² = {result.statistic:.2f} over {result.n_blocks} blocks and "
-                        f"{len(result.losses)} losses, p = {_p(result.p_value)}: {verdict}."
+                        f"{len(result.losses)} losses, {_p_is(result.p_value)}: {verdict}."
                     ]
                 )
             )
