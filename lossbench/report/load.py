@@ -141,7 +141,7 @@ def _frame(runs: list) -> pd.DataFrame:
     return df
 
 
-def _sweeps(client, parents: list) -> list[Sweep]:
+def _sweeps(parents: list) -> list[Sweep]:
     sweeps = [
         Sweep(
             run_id=p.info.run_id,
@@ -181,7 +181,7 @@ def load_experiment(
     everything = _search_all(client, exp_id)
     parents = [r for r in everything if r.data.tags.get(TAG_ROLE) == "sweep"]
     children = [r for r in everything if r.data.tags.get(TAG_ROLE) != "sweep"]
-    sweeps = _sweeps(client, parents)
+    sweeps = _sweeps(parents)
     runs = _frame(children)
 
     if scope == "all" or not sweeps:
@@ -208,8 +208,8 @@ def load_experiment(
         sweep = matching[0]
     sweep.statuses = _statuses(client, sweep)
     ids = {st["run_id"] for st in sweep.statuses if st.get("run_id")}
-    in_scope = runs["sweep_id"].eq(sweep.sweep_id) | runs["run_id"].isin(ids) if not runs.empty else []
-    runs = runs[in_scope] if len(runs) else runs
+    if not runs.empty:  # its own runs, and the earlier runs it resumed
+        runs = runs[runs["sweep_id"].eq(sweep.sweep_id) | runs["run_id"].isin(ids)]
     return Experiment(experiment, uri, runs.reset_index(drop=True), [sweep], sweep.sweep_id)
 
 
