@@ -101,6 +101,18 @@ def _p_is(p: float) -> str:
     return f"p {text}" if text.startswith("<") else f"p = {text}"
 
 
+def _fmt(value) -> str:
+    """An axis value as tables show it: floats compact (10.0 -> 10), anything else as its string."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _where(frame: pd.DataFrame, values: dict) -> pd.DataFrame:
+    """The rows of ``frame`` whose columns equal ``values`` (one setting, or one facet of settings)."""
+    for key, value in values.items():
+        frame = frame[frame[key] == value]
+    return frame
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name))
 
@@ -209,10 +221,7 @@ class ReportBuilder:
             ranked = group.sort_values("rank")
             best = ranked.iloc[0]
             where = " · ".join(f"{k}={v:g}" if isinstance(v, float) else str(v) for k, v in facet.items())
-            runs = self.runs
-            for k, v in facet.items():
-                runs = runs[runs[k] == v]
-            runs = runs[runs["ratio"] == largest]
+            runs = _where(self.runs, {**facet, "ratio": largest})
             parts = [
                 f"At the largest imbalance (ρ = {largest:g}) on {where}, use ",
                 B(str(best["loss"])),
@@ -333,19 +342,19 @@ class ReportBuilder:
         u = self.units
         rows = []
         for _, best in self.summary[self.summary["best"]].iterrows():
-            setting = [f"{best[a]:g}" if isinstance(best[a], float) else str(best[a]) for a in self.axes]
+            setting = {a: best[a] for a in self.axes}
             if best["loss"] == BASELINE:
                 gain = "(baseline)"
-            elif BASELINE in set(self.summary.loc[self._same_setting(best), "loss"]):
+            elif BASELINE in set(_where(self.summary, setting)["loss"]):
                 d = stats.paired_difference(
-                    self._setting_runs(best), self.column, self.axes, best["loss"], BASELINE
+                    _where(self.runs, setting), self.column, self.axes, best["loss"], BASELINE
                 )
                 gain = f"{u.diff(d.mean_diff)} ({u.interval(*d.ci)})" if d.n else f"no paired {BASELINE} run"
             else:
                 gain = f"no {BASELINE} run"
             rows.append(
                 [
-                    *setting,
+                    *(_fmt(v) for v in setting.values()),
                     B(str(best["loss"])),
                     f"{u.value(best['mean'])} ± {u.value(best['ci_half_width'])}",
                     gain,
@@ -379,18 +388,6 @@ class ReportBuilder:
                 )
             )
         return comps
-
-    def _same_setting(self, row) -> pd.Series:
-        mask = pd.Series(True, index=self.summary.index)
-        for a in self.axes:
-            mask &= self.summary[a] == row[a]
-        return mask
-
-    def _setting_runs(self, row) -> pd.DataFrame:
-        runs = self.runs
-        for a in self.axes:
-            runs = runs[runs[a] == row[a]]
-        return runs
 
     def accounting(self) -> None:
         self.doc.add(Heading("What was swept"))
@@ -465,10 +462,7 @@ class ReportBuilder:
         )
         for facet_key, group in self.summary.groupby(self.facets, sort=True):
             key = facet_key if isinstance(facet_key, tuple) else (facet_key,)
-            caption = " · ".join(
-                f"{a} = {v:g}" if isinstance(v, float) else f"{a} = {v}"
-                for a, v in zip(self.facets, key, strict=True)
-            )
+            caption = " · ".join(f"{a} = {_fmt(v)}" for a, v in zip(self.facets, key, strict=True))
             ratios = sorted(group["ratio"].unique())
             order = group[group["ratio"] == ratios[-1]].sort_values("rank")["loss"].tolist()
             order += [x for x in self.losses if x in set(group["loss"]) and x not in order]
@@ -542,7 +536,7 @@ class ReportBuilder:
         ]
         rows = [
             [
-                *(f"{r[a]:g}" if isinstance(r[a], float) else str(r[a]) for a in axes),
+                *(_fmt(r[a]) for a in axes),
                 f"{r['strength']:g}",
                 f"{self.units.value(r['mean'])} ± {self.units.value(r['ci_half_width'])}",
             ]
