@@ -77,8 +77,10 @@ def _sweep_info() -> dict | None:
 def main() -> None:
     import hydra
 
+    from lossbench.compose import install
     from lossbench.config import config_dir
 
+    install()  # sweeps: jobs that share their config-group choices share one composition (lossbench.compose)
     hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")(_task)()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import cache
 from pathlib import Path
 
 # Keys that say where a run is recorded, not what it computes: excluded from the fingerprint.
@@ -39,15 +40,25 @@ FLOAT_KEYS = (
 
 
 def _float_keys(cfg: dict) -> list[str]:
-    keys = list(FLOAT_KEYS)
-    loss = cfg.get("loss", {})
-    try:
-        from lossbench.losses import LOSSES
+    loss = cfg.get("loss")
+    name = loss.get("name") if isinstance(loss, dict) else None
+    return list(FLOAT_KEYS) + [f"loss.{k}" for k in loss_float_params(name)]
 
-        defaults = LOSSES[loss["name"]].params
-    except (ImportError, KeyError, TypeError):
-        return keys
-    return keys + [f"loss.{k}" for k, v in defaults.items() if isinstance(v, float)]
+
+@cache
+def loss_float_params(name) -> tuple[str, ...]:
+    """The real-valued parameters of a loss: those whose default in ``conf/loss/<name>.yaml`` is a float.
+    Read from the yaml, not the loss registry, which imports torch (~1.5 s): a config error must not wait
+    for it. tests/test_losses.py checks the yaml defaults against the registry."""
+    import yaml
+
+    if not isinstance(name, str) or not name.isidentifier():
+        return ()
+    try:
+        data = yaml.safe_load((config_dir() / "loss" / f"{name}.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return ()
+    return tuple(k for k, v in (data or {}).items() if isinstance(v, float))
 
 
 def to_container(cfg) -> dict:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lossbench.train import TrainResult
+if TYPE_CHECKING:
+    from lossbench.train import TrainResult
 
 ACTIVATIONS = ("relu", "tanh", "gelu", "sigmoid")
 
@@ -71,6 +73,8 @@ class SklearnModel:
         return X.reshape(len(X), -1).astype(np.float64)
 
     def fit(self, X, y, X_val, y_val) -> TrainResult:
+        from lossbench.train import TrainResult  # imports torch: not at module level (config errors wait)
+
         start = time.perf_counter()
         X, C = self._flat(X), self.num_classes
         weight = None if self.class_weights is None else self.class_weights[y]

@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
@@ -127,7 +127,7 @@ class SweepCallback(Callback):
             from lossbench.report import check_metric
 
             try:  # a bad report setting must not surface only after hours of training
-                check_metric(report.get("metric") or "balanced_accuracy", key="report.metric")
+                check_metric(_report_metric(report), key="report.metric")
             except ConfigError as e:
                 print(f"lossbench: error: {e}", file=sys.stderr)
                 sys.exit(2)
@@ -200,6 +200,10 @@ class SweepCallback(Callback):
             sys.exit(1)
 
 
+def _report_metric(report) -> str:
+    return report.get("metric") or "balanced_accuracy"
+
+
 def _report(config, info: dict, tracker) -> bool:
     """Build the sweep's comparison report and attach it to the parent run. False when it failed (the runs
     are recorded all the same, and the message says how to rebuild it)."""
@@ -215,7 +219,7 @@ def _report(config, info: dict, tracker) -> bool:
             experiment,
             tracking_uri=info["uri"],
             out=out,
-            metric=report.get("metric") or "balanced_accuracy",
+            metric=_report_metric(report),
             sweep=info["id"],
         )
         tracker.client.log_artifacts(info["parent_run_id"], str(out), artifact_path="report")
@@ -252,6 +256,14 @@ def _label(c: dict, num: int, total: int) -> str:
     )
 
 
+@cache
+def _tracker(uri: str, experiment: str):
+    """One Tracker per process and store: the jobs a process runs share its client and experiment lookup."""
+    from lossbench.tracking import Tracker
+
+    return Tracker(uri, experiment)
+
+
 def _start_job(c: dict, job_dir, num: int, info: dict) -> _Started | None:
     """Skip N/A, resume a FINISHED twin, else prepare and open the child run. None when the job is settled
     (its status written). Never raises."""
@@ -259,7 +271,7 @@ def _start_job(c: dict, job_dir, num: int, info: dict) -> _Started | None:
     from lossbench.config import fingerprint
     from lossbench.errors import ConfigError
     from lossbench.pipeline import prepare
-    from lossbench.tracking import TAG_SWEEP_ID, Tracker
+    from lossbench.tracking import TAG_SWEEP_ID
 
     label = _label(c, num, info["total"])
     fp = fingerprint(c)
@@ -275,7 +287,7 @@ def _start_job(c: dict, job_dir, num: int, info: dict) -> _Started | None:
         write("failed", reason=f"{type(e).__name__}: {e}")
         return None
     try:
-        tracker = Tracker(info["uri"], info["experiment"])
+        tracker = _tracker(info["uri"], info["experiment"])
         previous = tracker.finished_run(fp) if c.get("resume", True) else None
         if previous is not None:
             log.info("%s resumed: already FINISHED as run %s", label, previous)

@@ -1,6 +1,8 @@
 """The Hydra entry point as a user runs it: a real subprocess, a real SQLite MLflow store in a temp folder."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -86,6 +88,20 @@ def test_invalid_value_is_one_line_nonzero_exit_and_no_run(tmp_path):
     assert lines == ["lossbench: error: imbalance.ratio=0.5 is invalid: must be a number >= 1."]
     assert "Traceback" not in proc.stdout + proc.stderr
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_config_errors_and_help_do_not_wait_for_torch(tmp_path):
+    """torch takes ~1.5 s to import: a config error or --help must not import it (issue 7: they return fast)."""
+    probe = (
+        "import atexit, sys; atexit.register(lambda: print('torch imported:', 'torch' in sys.modules)); "
+        "from lossbench.cli import main; sys.argv = ['lossbench', *sys.argv[1:]]; main()"
+    )
+    for args, code in ((["imbalance.ratio=0.5"], 2), (["model=torch_mlp", "train.lr=-1"], 2), (["--help"], 0)):
+        proc = subprocess.run(
+            [sys.executable, "-c", probe, *args], cwd=tmp_path, capture_output=True, text=True, timeout=60
+        )
+        assert proc.returncode == code, proc.stderr
+        assert proc.stdout.strip().endswith("torch imported: False"), (args, proc.stdout[-500:])
 
 
 def test_data_dependent_limit_fails_before_a_run_exists(tmp_path):

@@ -422,6 +422,15 @@ def test_yaml_matches_registry_and_builds(name):
     assert torch.isfinite(loss_fn(ZR.float(), YR))
 
 
+@pytest.mark.parametrize("name", available_losses())
+def test_real_valued_params_from_the_yaml_are_the_registrys(name):
+    """config.to_container reads which loss params are real-valued from the yaml (no torch import)."""
+    from lossbench.config import loss_float_params
+
+    expected = {k for k, v in LOSSES[name].params.items() if isinstance(v, float)}
+    assert set(loss_float_params(name)) == expected
+
+
 def test_list_params_accept_listconfig_and_ints():
     cfg = OmegaConf.create({"name": "focal", "gamma": 1, "alpha": [1, 2, 3]})
     assert isinstance(cfg.alpha, ListConfig)
