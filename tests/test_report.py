@@ -119,12 +119,21 @@ def test_report_command_rebuilds_the_same_numbers_and_a_resumed_sweep_reports_it
     pd.testing.assert_frame_equal(pd.read_csv(smoke / "reports" / "again" / "summary.csv"), before)
 
 
-def test_load_runs_pages_through_mlflow(smoke, monkeypatch):
-    monkeypatch.setattr(load, "PAGE_SIZE", 3)  # 20 runs + 1 parent: seven pages
-    df = load.load_runs("smoke", f"sqlite:///{smoke / 'mlflow.db'}")
-    assert len(df) == SMOKE_RUNS and df["run_id"].is_unique
-    assert set(df["model"]) == {"logreg", "torch_mlp"} and set(df["ratio"]) == {1.0, 5.0}
-    assert df["test/balanced_accuracy"].between(0, 1).all() and df["seed"].tolist().count(0) == 10
+def test_load_runs_reads_sqlite_directly_and_through_paged_search_runs_alike(smoke, monkeypatch):
+    uri = f"sqlite:///{smoke / 'mlflow.db'}"
+    direct = load.load_runs("smoke", uri, scope="all")
+    # the path every other store takes: MLflow's search_runs, page by page
+    monkeypatch.setattr(load, "_read_sqlite", lambda uri, experiment_id: None)
+    monkeypatch.setattr(load, "PAGE_SIZE", 3)  # 20 runs + 1 parent (+ 20 runs of the resumed sweep): pages
+    paged = load.load_runs("smoke", uri, scope="all")
+    assert len(paged) == SMOKE_RUNS and paged["run_id"].is_unique
+    assert set(paged["model"]) == {"logreg", "torch_mlp"} and set(paged["ratio"]) == {1.0, 5.0}
+    assert paged["test/balanced_accuracy"].between(0, 1).all() and paged["seed"].tolist().count(0) == 10
+    key = ["run_id"]
+    a = direct.sort_values(key).reset_index(drop=True)
+    b = paged.sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a[sorted(a.columns)], b[sorted(b.columns)])  # params, tags, metrics, NaNs
+    assert any(c.startswith("params.") for c in a.columns) and "test/ece" in a.columns
 
 
 @pytest.mark.parametrize(
