@@ -91,12 +91,13 @@ def test_invalid_value_is_one_line_nonzero_exit_and_no_run(tmp_path):
 
 
 def test_config_errors_and_help_do_not_wait_for_torch(tmp_path):
-    """torch takes ~1.5 s to import: a config error or --help must not import it (issue 7: they return fast)."""
+    """torch takes ~1.5 s to import: a config error or --help must not import it (they must return fast)."""
     probe = (
         "import atexit, sys; atexit.register(lambda: print('torch imported:', 'torch' in sys.modules)); "
         "from lossbench.cli import main; sys.argv = ['lossbench', *sys.argv[1:]]; main()"
     )
-    for args, code in ((["imbalance.ratio=0.5"], 2), (["model=torch_mlp", "train.lr=-1"], 2), (["--help"], 0)):
+    cases = ((["imbalance.ratio=0.5"], 2), (["model=torch_mlp", "train.lr=-1"], 2), (["--help"], 0))
+    for args, code in cases:
         proc = subprocess.run(
             [sys.executable, "-c", probe, *args], cwd=tmp_path, capture_output=True, text=True, timeout=60
         )

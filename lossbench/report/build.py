@@ -19,7 +19,7 @@ from lossbench import __version__
 from lossbench.report import check_metric, stats
 from lossbench.report import figures as fig
 from lossbench.report.document import B, Bullets, Code, Document, Heading, Image, Para, Table
-from lossbench.report.load import Experiment, finished, load_experiment
+from lossbench.report.load import Experiment, LazyClient, finished, load_experiment
 
 log = logging.getLogger("lossbench")
 
@@ -788,8 +788,6 @@ class ReportBuilder:
     # ---------------------------------------------------------------- assembly
 
     def build(self) -> Document:
-        from mlflow.tracking import MlflowClient
-
         self.intro()
         if self.runs.empty:
             self.findings()
@@ -802,7 +800,7 @@ class ReportBuilder:
         self.main_tables()
         self.regularization()
         self.significance()
-        self.calibration(MlflowClient(tracking_uri=self.exp.uri))
+        self.calibration(LazyClient(self.exp.uri))
         self.per_class()
         self.na_matrix()
         self.files()

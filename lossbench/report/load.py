@@ -75,7 +75,37 @@ def _client(uri: str):
     return MlflowClient(tracking_uri=uri)
 
 
+class LazyClient:
+    """An MlflowClient made on first use: importing and starting MLflow costs ~2.5 s, and a report on a
+    SQLite store with local artifacts never needs it."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self._client = None
+
+    def __getattr__(self, name: str):
+        if self._client is None:
+            self._client = _client(self.uri)
+        return getattr(self._client, name)
+
+
 def _experiment_id(client, experiment: str, uri: str) -> str:
+    path = _sqlite_path(uri)
+    if path is not None:
+        import sqlite3
+
+        try:
+            con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                row = con.execute(
+                    "SELECT experiment_id FROM experiments WHERE name = ?", (experiment,)
+                ).fetchone()
+            finally:
+                con.close()
+        except sqlite3.Error:
+            row = None
+        if row is not None:
+            return str(row[0])
     found = client.get_experiment_by_name(experiment)
     if found is None:
         names = sorted(e.name for e in client.search_experiments())
@@ -167,14 +197,14 @@ def read_json_artifact(client, run_id: str, artifact_uri: str | None, name: str)
     (1,500 downloads through MLflow took ~65 s for a 10k-run report); downloaded otherwise."""
     import tempfile
 
-    from mlflow.exceptions import MlflowException
-
     local = _local_path(artifact_uri)
     if local is not None:
         try:
             return json.loads((local / name).read_text())
         except FileNotFoundError:
             return None
+    from mlflow.exceptions import MlflowException
+
     with tempfile.TemporaryDirectory() as tmp:
         try:
             path = client.download_artifacts(run_id, name, tmp)
@@ -267,7 +297,7 @@ def load_experiment(
     """The runs of ``experiment`` in scope: ``latest`` (the newest sweep: its own runs and the earlier runs it
     resumed), ``all`` (every run, the newest FINISHED run per config), or one sweep id."""
     uri = tracking_uri(tracking_uri_)
-    client = _client(uri)
+    client = LazyClient(uri)
     exp_id = _experiment_id(client, experiment, uri)
     everything = _search_all(client, exp_id, uri)
     parents = [r for r in everything if r.data.tags.get(TAG_ROLE) == "sweep"]
