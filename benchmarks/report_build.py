@@ -121,18 +121,16 @@ LOSS_CALIBRATION = {  # log-factor on ECE
     "hinge": 0.6,
     "mse": 0.2,
 }
-HIGHER = (
-    "accuracy",
-    "balanced_accuracy",
-    "macro_f1",
-    "minority_recall",
-    "g_mean",
-    "mcc",
-    "pr_auc",
-    "roc_auc",
-)
 CALIBRATION = ("ece", "adaptive_ece")
 PROPER = ("brier", "log_loss")
+
+
+def _higher_is_better(name: str) -> bool:
+    """What lossbench.metrics says of a metric's direction (False for a name it does not know)."""
+    from lossbench.metrics import METRICS
+
+    spec = METRICS.get("recall_class_<k>" if name.startswith("recall_class_") else name)
+    return spec is not None and spec.higher_is_better
 
 
 def target_for(n: int) -> float:
@@ -327,7 +325,7 @@ class Perturb:
             split, _, name = key.partition("/")
             if split in ("test", "val"):
                 noise = float(self.rng.normal(0.0, 0.006))
-                if name in HIGHER or name.startswith("recall_class_"):
+                if _higher_is_better(name):
                     k = int(name.rsplit("_", 1)[1]) if name.startswith("recall_class_") else None
                     scale = 1.5 if name == "minority_recall" else 1.0
                     if k is not None and len(train) > 1:  # tail classes (few training samples) move most

@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import logging
 import weakref
-from functools import wraps
+from functools import cache, wraps
 
 log = logging.getLogger("lossbench")
 
@@ -73,12 +73,18 @@ def _group_options(original):
     return get_group_options
 
 
+@cache
+def _parser():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create()
+
+
 def _split(loader, overrides: list[str]):
     """(parsed overrides, the value overrides among them, the rest), or None when any is unusual."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import OverrideType, ValueType
 
-    parsed = OverridesParser.create().parse_overrides(overrides)
+    parsed = _parser().parse_overrides(overrides)
     values, rest = [], []
     for o in parsed:
         if o.get_key_element() == "hydra.searchpath":

@@ -95,7 +95,7 @@ def _experiment_id(client, experiment: str, uri: str) -> str:
         import sqlite3
 
         try:
-            con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+            con = _connect_read_only(path)
             try:
                 row = con.execute(
                     "SELECT experiment_id FROM experiments WHERE name = ?", (experiment,)
@@ -141,6 +141,12 @@ def _sqlite_path(uri: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def _connect_read_only(path: Path):
+    import sqlite3
+
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+
+
 def _read_sqlite(uri: str, experiment_id: str) -> list | None:
     """The runs search_runs returns (active ones, newest first), as objects with the same ``info`` and
     ``data`` fields, read from MLflow's tables (runs, params, tags, latest_metrics) in four queries. None
@@ -154,7 +160,7 @@ def _read_sqlite(uri: str, experiment_id: str) -> list | None:
     if path is None:
         return None
     try:
-        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        con = _connect_read_only(path)
     except sqlite3.Error:
         return None
     try:
