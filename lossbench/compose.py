@@ -13,7 +13,8 @@ the base config (group choices only) is composed once, and each job is a copy of
 overrides applied by Hydra's own function, its ``hydra.overrides`` and ``hydra.job.override_dirname`` set as
 Hydra sets them. The first job of every base is also composed the slow way and compared, whole (the hydra
 node included): when they differ in anything, that base falls back to Hydra's full composition for good.
-Anything unusual (``+key``, ``~key``, ``key@pkg``, ``hydra.searchpath``, an error) takes Hydra's own path.
+Overrides other than plain values (``+key``, ``~key``, ``key@pkg``, groups, ``hydra.*`` such as
+``hydra.searchpath``) are part of the base; an error takes Hydra's own path, which raises Hydra's message.
 """
 
 from __future__ import annotations
@@ -80,15 +81,13 @@ def _parser():
     return OverridesParser.create()
 
 
-def _split(loader, overrides: list[str]):
-    """(parsed overrides, the value overrides among them, the rest), or None when any is unusual."""
+def _split(loader, overrides: list[str]) -> tuple[list, list, list]:
+    """(parsed overrides, the plain value overrides among them, the rest: they shape the base)."""
     from hydra.core.override_parser.types import OverrideType, ValueType
 
     parsed = _parser().parse_overrides(overrides)
     values, rest = [], []
     for o in parsed:
-        if o.get_key_element() == "hydra.searchpath":
-            return None
         plain = (
             o.type == OverrideType.CHANGE
             and o.package is None
@@ -107,10 +106,7 @@ def _fast(loader, original, master_config, sweep_overrides: list[str]):
     from omegaconf import OmegaConf, open_dict
 
     hydra_overrides = list(OmegaConf.to_container(master_config.hydra.overrides.hydra))
-    split = _split(loader, hydra_overrides + sweep_overrides)
-    if split is None:
-        return None
-    parsed, values, rest = split
+    parsed, values, rest = _split(loader, hydra_overrides + sweep_overrides)
     bases = _BASES.setdefault(loader, {})
     key = (
         master_config.hydra.job.config_name,

@@ -30,11 +30,19 @@ def _plain(cfg):
     [
         (["+experiment=imbalance"], 216, 18, 5),  # 2 models x 9 losses share a base; ratio x seed are values
         (["+experiment=smoke", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], 24, 6, 1),
+        # a user's own experiment folder on the search path (as benchmarks/ run theirs)
+        (["+experiment=mine", "hydra.searchpath=[file://{tmp}]"], 12, 2, 1),
     ],
 )
-def test_job_configs_equal_hydras_own_composition(overrides, jobs, bases, every):
+def test_job_configs_equal_hydras_own_composition(overrides, jobs, bases, every, tmp_path):
     """Each job composed the fast way equals Hydra's full composition (every ``every``-th job: Hydra's own
     path costs ~0.15 s a job; the first job of each base is also checked at run time)."""
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "mine.yaml").write_text(
+        "# @package _global_\nhydra:\n  mode: MULTIRUN\n  sweeper:\n    params:\n"
+        "      model: logreg,torch_mlp\n      imbalance.ratio: 1,10,100\n      seed: 0,1\n"
+    )
+    overrides = [o.format(tmp=tmp_path) for o in overrides]
     fast_compose.install()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         master, job_overrides, loader, original = _sweep(overrides)
