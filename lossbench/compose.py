@@ -66,10 +66,10 @@ def _group_options(original):
         self, group_name, results_filter=ObjectType.CONFIG, config_name=None, overrides=None
     ):
         key = (config_name, tuple(overrides or ()))
-        cache = repos.setdefault(self, {})
-        if key not in cache:
-            cache[key] = self._parse_overrides_and_create_caching_repo(config_name, list(key[1]))[1]
-        return cache[key].get_group_options(group_name, results_filter)
+        built = repos.setdefault(self, {})  # not `cache`: that name is functools.cache in this module
+        if key not in built:
+            built[key] = self._parse_overrides_and_create_caching_repo(config_name, list(key[1]))[1]
+        return built[key].get_group_options(group_name, results_filter)
 
     return get_group_options
 
@@ -124,12 +124,13 @@ def _fast(loader, original, master_config, sweep_overrides: list[str]):
 
     cfg = copy.deepcopy(base)
     ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
+    task = [o for o in parsed if not o.is_hydra_override()]
     with open_dict(cfg.hydra):
         cfg.hydra.overrides.hydra = [o.input_line for o in parsed if o.is_hydra_override()]
-        cfg.hydra.overrides.task = [o.input_line for o in parsed if not o.is_hydra_override()]
+        cfg.hydra.overrides.task = [o.input_line for o in task]
         dirname = cfg.hydra.job.config.override_dirname
         cfg.hydra.job.override_dirname = get_overrides_dirname(
-            overrides=[o for o in parsed if not o.is_hydra_override()],
+            overrides=task,
             kv_sep=dirname.kv_sep,
             item_sep=dirname.item_sep,
             exclude_keys=dirname.exclude_keys,
