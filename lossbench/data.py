@@ -47,19 +47,30 @@ class Dataset:
         return tuple(self.X.shape[1:])
 
 
+@functools.cache
+def _sklearn_arrays(loader_name: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """A scikit-learn built-in's (X float32, y int64, class names), read once per process (load_digits parses
+    its CSV for ~25 ms; a sweep loads it for every job). The arrays are read-only: they are shared."""
+    from sklearn import datasets
+
+    bunch = getattr(datasets, loader_name)()
+    X = np.asarray(bunch.data, dtype=np.float32)
+    y = np.asarray(bunch.target, dtype=np.int64)
+    X.setflags(write=False)
+    y.setflags(write=False)
+    names = tuple(str(n) for n in getattr(bunch, "target_names", np.unique(bunch.target)))
+    return X, y, names
+
+
 def _sklearn(loader_name: str, kind: str = "tabular") -> Callable[[Mapping], Dataset]:
     def load(cfg: Mapping) -> Dataset:
-        from sklearn import datasets
-
-        bunch = getattr(datasets, loader_name)()
-        X = np.asarray(bunch.data, dtype=np.float32)
+        X, y, names = _sklearn_arrays(loader_name)
         pixel_max = 1.0
         if kind == "image":
             side = round(np.sqrt(X.shape[1]))
             X = X.reshape(len(X), 1, side, side)
             pixel_max = 16.0  # digits pixels are counts 0..16
-        names = [str(n) for n in getattr(bunch, "target_names", np.unique(bunch.target))]
-        return Dataset(cfg["name"], X, np.asarray(bunch.target, dtype=np.int64), names, kind, pixel_max)
+        return Dataset(cfg["name"], X, y, list(names), kind, pixel_max)
 
     return load
 

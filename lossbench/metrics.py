@@ -396,21 +396,41 @@ def adaptive_calibration_error(y_true: Any, proba: Any, n_bins: int = 15) -> flo
     return _calibration_gap(confidence, correct, bins)
 
 
-def _ovr_scores(y: np.ndarray, p: np.ndarray, present: np.ndarray) -> tuple[float, float]:
-    """Macro one-vs-rest (average precision, ROC AUC) over the classes in ``present``."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
+def _binary_ap_auc(positive: np.ndarray, score: np.ndarray) -> tuple[float, float]:
+    """(average precision, ROC AUC) of one one-vs-rest problem, as scikit-learn defines them, without its
+    per-call input validation (~1 ms a call, 2 x C calls per evaluation).
 
-    c = p.shape[1]
-    ap = float(np.mean([average_precision_score((y == k).astype(int), p[:, k]) for k in present]))
+    AP = sum over distinct thresholds, highest first, of (R_i - R_{i-1}) * P_i (``average_precision_score``);
+    ROC AUC = the trapezoidal area under the ROC curve through the same thresholds (``roc_auc_score``; tied
+    scores make one diagonal step). Needs at least one positive; AUC is NaN without a negative."""
+    order = np.argsort(-score, kind="mergesort")
+    s, t = score[order], positive[order]
+    ends = np.flatnonzero(np.r_[s[1:] != s[:-1], True])  # the last sample of each distinct threshold
+    tp = np.cumsum(t)[ends]
+    fp = ends + 1 - tp
+    n_pos = tp[-1]
+    ap = float(np.sum(np.diff(tp, prepend=0) / n_pos * (tp / (ends + 1))))
+    n_neg = fp[-1]
+    if n_neg == 0:
+        return ap, math.nan
+    tpr, fpr = np.r_[0, tp] / n_pos, np.r_[0, fp] / n_neg
+    auc = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+    return ap, auc
+
+
+def _ovr_scores(y: np.ndarray, p: np.ndarray, present: np.ndarray) -> tuple[float, float]:
+    """Macro one-vs-rest (average precision, ROC AUC) over the classes in ``present`` (scikit-learn's
+    definitions; tests/test_metrics.py checks them against ``average_precision_score``/``roc_auc_score``)."""
+    scores = {int(k): _binary_ap_auc(y == k, p[:, k]) for k in present}
+    ap = float(np.mean([scores[k][0] for k in scores]))
     if present.size < 2:
         auc = math.nan  # a single true class has no negatives: ROC AUC is undefined
-    elif c == 2:
-        auc = float(roc_auc_score(y, p[:, 1]))
-    elif present.size == c:
-        auc = float(roc_auc_score(y, p, multi_class="ovr", average="macro", labels=np.arange(c)))
+    elif p.shape[1] == 2:
+        auc = scores[1][1]  # binary: the AUC of class 1's score, as roc_auc_score(y, p[:, 1])
     else:
-        # sklearn's OvR would return NaN (with a warning) for the absent classes; average the defined ones
-        auc = float(np.mean([roc_auc_score((y == k).astype(int), p[:, k]) for k in present]))
+        # the macro average of the per-class OvR AUCs; sklearn's multi_class="ovr" would return NaN (with a
+        # warning) when a class is absent, so average the defined ones
+        auc = float(np.mean([scores[k][1] for k in scores]))
     return ap, auc
 
 

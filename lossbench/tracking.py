@@ -8,11 +8,13 @@ import subprocess
 import tempfile
 import time
 import traceback
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
 from lossbench import __version__
 from lossbench.config import fingerprint, flatten, to_container
+from lossbench.store import connect_read_only, local_artifact_dir, sqlite_path
 
 DEFAULT_DB = "mlflow.db"
 TAG_FINGERPRINT = "lossbench.fingerprint"
@@ -110,6 +112,7 @@ class Tracker:
             )
         )
         self.experiment = experiment
+        self._artifact_uris: dict[str, str] = {}  # run id -> artifact URI, for the runs this tracker started
 
     def start(self, cfg: dict, *, parent_run_id: str | None = None, extra_tags: dict | None = None) -> str:
         """Create a RUNNING run with the config's params and tags; returns its id."""
@@ -127,13 +130,15 @@ class Tracker:
         }
         run = self.client.create_run(self.experiment_id, run_name=run_name(cfg), tags=tags)
         run_id = run.info.run_id
+        self._artifact_uris[run_id] = run.info.artifact_uri
         params = [
             Param(k, _param_value(v))
             for k, v in flatten({k: v for k, v in cfg.items() if k != "hydra"}).items()
         ]
         for i in range(0, len(params), _MAX_PARAMS):
             self.client.log_batch(run_id, params=params[i : i + _MAX_PARAMS])
-        self.client.log_text(run_id, _yaml(cfg), "config.yaml")
+        with self._artifacts(run_id) as folder:
+            (folder / "config.yaml").write_text(_yaml(cfg))
         return run_id
 
     def start_parent(self, *, name: str, tags: dict[str, str], params: dict[str, object]) -> str:
@@ -161,13 +166,46 @@ class Tracker:
         self.client.set_terminated(run_id, "FAILED" if counts.get("failed") or missing else "FINISHED")
 
     def finished_run(self, fingerprint_: str) -> str | None:
-        """The id of a FINISHED run of this experiment with the given config fingerprint, if any."""
+        """The id of a FINISHED run of this experiment with the given config fingerprint, if any (the newest).
+        Read straight from a SQLite store (~0.3 ms; search_runs takes ~5 ms), else through search_runs."""
+        path = sqlite_path(self.uri)
+        if path is not None:
+            import sqlite3
+
+            try:
+                con = connect_read_only(path)
+                try:
+                    row = con.execute(
+                        "SELECT r.run_uuid FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "
+                        "WHERE r.experiment_id = ? AND r.status = 'FINISHED' "
+                        "AND r.lifecycle_stage = 'active' AND t.key = ? AND t.value = ? "
+                        "ORDER BY r.start_time DESC, r.run_uuid LIMIT 1",
+                        (int(self.experiment_id), TAG_FINGERPRINT, fingerprint_),
+                    ).fetchone()
+                finally:
+                    con.close()
+                return row[0] if row else None
+            except (sqlite3.Error, ValueError):
+                pass  # tables not as this code knows them: ask MLflow
         runs = self.client.search_runs(
             [self.experiment_id],
             filter_string=f"tags.`{TAG_FINGERPRINT}` = '{fingerprint_}' and attributes.status = 'FINISHED'",
             max_results=1,
         )
         return runs[0].info.run_id if runs else None
+
+    @contextmanager
+    def _artifacts(self, run_id: str):
+        """A folder to write a run's artifact files into: its artifact folder itself when that is local (no
+        MLflow round trip per file), else a temporary folder uploaded with log_artifacts on exit."""
+        local = local_artifact_dir(self._artifact_uris.get(run_id))
+        if local is not None:
+            local.mkdir(parents=True, exist_ok=True)
+            yield local
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            yield Path(tmp)
+            self.client.log_artifacts(run_id, tmp)
 
     def finish(self, run_id: str, result) -> None:
         """Log a RunResult (metrics, curves, class counts, artifacts) and mark the run FINISHED."""
@@ -202,15 +240,18 @@ class Tracker:
             self.client.log_batch(run_id, metrics=metrics[i : i + _MAX_METRICS])
         self._log_prediction_artifacts(run_id, result)
         self.client.set_terminated(run_id, "FINISHED")
+        self._artifact_uris.pop(run_id, None)
 
     def fail(self, run_id: str, error: BaseException) -> None:
         """Mark a run FAILED with the reason as a tag and the traceback as an artifact."""
         reason = f"{type(error).__name__}: {error}"[:5000]
         self.client.set_tag(run_id, TAG_FAILURE, reason)
         tb = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-        self.client.log_text(run_id, tb, "traceback.txt")
+        with self._artifacts(run_id) as folder:
+            (folder / "traceback.txt").write_text(tb)
         status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
         self.client.set_terminated(run_id, status)
+        self._artifact_uris.pop(run_id, None)
 
     def _log_prediction_artifacts(self, run_id: str, result) -> None:
         if result.y_test is None:
@@ -219,7 +260,7 @@ class Tracker:
         from lossbench.plots import confusion_matrix_figure
 
         C = result.num_classes
-        with tempfile.TemporaryDirectory() as tmp:
+        with self._artifacts(run_id) as tmp:
             table = per_class_table(
                 result.y_test,
                 result.y_pred,
@@ -237,7 +278,6 @@ class Tracker:
                 Path(tmp) / "confusion_matrix_test.png",
                 title="Test confusion matrix (row-normalised recall)",
             )
-            self.client.log_artifacts(run_id, tmp)
 
 
 def _yaml(cfg: dict) -> str:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from lossbench.errors import ConfigError
+from lossbench.store import connect_read_only, local_artifact_dir, sqlite_path
 from lossbench.tracking import (
     SWEEP_JOBS_ARTIFACT,
     TAG_FINGERPRINT,
@@ -90,12 +90,12 @@ class LazyClient:
 
 
 def _experiment_id(client, experiment: str, uri: str) -> str:
-    path = _sqlite_path(uri)
+    path = sqlite_path(uri)
     if path is not None:
         import sqlite3
 
         try:
-            con = _connect_read_only(path)
+            con = connect_read_only(path)
             try:
                 row = con.execute(
                     "SELECT experiment_id FROM experiments WHERE name = ?", (experiment,)
@@ -134,19 +134,6 @@ def _search_all(client, experiment_id: str, uri: str) -> list:
             return runs
 
 
-def _sqlite_path(uri: str) -> Path | None:
-    if not uri.startswith("sqlite:///") or "?" in uri:
-        return None
-    path = Path(uri.removeprefix("sqlite:///"))
-    return path if path.is_file() else None
-
-
-def _connect_read_only(path: Path):
-    import sqlite3
-
-    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-
-
 def _read_sqlite(uri: str, experiment_id: str) -> list | None:
     """The runs search_runs returns (active ones, newest first), as objects with the same ``info`` and
     ``data`` fields, read from MLflow's tables (runs, params, tags, latest_metrics) in four queries. None
@@ -156,11 +143,11 @@ def _read_sqlite(uri: str, experiment_id: str) -> list | None:
     import sqlite3
     from types import SimpleNamespace
 
-    path = _sqlite_path(uri)
+    path = sqlite_path(uri)
     if path is None:
         return None
     try:
-        con = _connect_read_only(path)
+        con = connect_read_only(path)
     except sqlite3.Error:
         return None
     try:
@@ -203,7 +190,7 @@ def read_json_artifact(client, run_id: str, artifact_uri: str | None, name: str)
     (1,500 downloads through MLflow took ~65 s for a 10k-run report); downloaded otherwise."""
     import tempfile
 
-    local = _local_path(artifact_uri)
+    local = local_artifact_dir(artifact_uri)
     if local is not None:
         try:
             return json.loads((local / name).read_text())
@@ -218,19 +205,6 @@ def read_json_artifact(client, run_id: str, artifact_uri: str | None, name: str)
             return None
         with open(path) as f:
             return json.load(f)
-
-
-def _local_path(artifact_uri: str | None) -> Path | None:
-    from urllib.parse import unquote, urlparse
-
-    if not artifact_uri:
-        return None
-    parsed = urlparse(artifact_uri)
-    if parsed.scheme == "file" and parsed.netloc in ("", "localhost"):
-        return Path(unquote(parsed.path))
-    if parsed.scheme == "" and Path(artifact_uri).is_absolute():
-        return Path(artifact_uri)
-    return None
 
 
 def _value(text: str | None):
