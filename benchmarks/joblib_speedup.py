@@ -4,7 +4,9 @@ Target: wall time with ``hydra/launcher=joblib hydra.launcher.n_jobs=2`` >= 1.7x
 worker, on the same sweep of jobs that each fit for at least a second.
 
 The sweep: ``model=torch_mlp`` on digits at ``imbalance.ratio=1`` with a fixed number of epochs
-(``train.patience=null``), so every job does the same work, one job per seed. Both sweeps run as a user runs
+(``train.patience=null``), so every job does the same work, one job per seed. ``--model sklearn_mlp``: the
+scikit-learn MLP instead (numpy, one thread per fit in either sweep's jobs; ~2-3 s per fit, it stops when it
+converges; ``--epochs`` sets its ``model.max_iter``). Both sweeps run as a user runs
 them (``python -m lossbench``, a fresh process, working folder and SQLite store each):
 
 - baseline: one worker, Hydra's default (sequential, in-process) launcher;
@@ -19,6 +21,7 @@ and tail count against it; the "jobs" row shows the speed-up of the parallel par
     python benchmarks/joblib_speedup.py            # 32 jobs x 60 epochs (1-2 s per fit; ~3 min on 2 cores)
     python benchmarks/joblib_speedup.py --quick    # 4 jobs x 20 epochs (under a minute; fits may be < 1 s)
     python benchmarks/joblib_speedup.py --jobs 64 --n-jobs 4 --threads 1
+    python benchmarks/joblib_speedup.py --model sklearn_mlp   # 32 scikit-learn MLP jobs (~3 min)
 """
 
 from __future__ import annotations
@@ -35,7 +38,12 @@ EXPERIMENT = "bench_joblib"
 
 
 def sweep(
-    root: Path, name: str, jobs: int, epochs: int, launcher: list[str], env: dict[str, str]
+    root: Path,
+    name: str,
+    jobs: int,
+    model: list[str],
+    launcher: list[str],
+    env: dict[str, str],
 ) -> dict[str, float]:
     folder = root / name
     uri = sqlite_uri(folder)
@@ -44,10 +52,8 @@ def sweep(
     )
     overrides = [
         *select,
-        "model=torch_mlp",
+        *model,
         "imbalance.ratio=1",
-        "train.patience=null",
-        f"train.epochs={epochs}",
         f"tracking.uri={uri}",
         f"hydra.sweep.dir={folder / 'sweep'}",
         *launcher,
@@ -72,7 +78,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="4 jobs x 20 epochs")
     parser.add_argument("--jobs", type=int, help="jobs in the sweep (default 32; quick 4)")
-    parser.add_argument("--epochs", type=int, help="train.epochs of every job (default 60; quick 20)")
+    parser.add_argument(
+        "--model",
+        choices=("torch_mlp", "sklearn_mlp"),
+        default="torch_mlp",
+        help="the jobs' model (default torch_mlp)",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        help="train.epochs of every torch_mlp job (default 60; quick 20); sklearn_mlp: model.max_iter "
+        "(default: the model's own, 300; quick 60)",
+    )
     parser.add_argument("--n-jobs", type=int, default=2, help="joblib workers (default 2)")
     parser.add_argument(
         "--threads",
@@ -82,20 +99,27 @@ def main() -> None:
     )
     args = parser.parse_args()
     jobs = args.jobs or (4 if args.quick else 32)
-    epochs = args.epochs or (20 if args.quick else 60)
     env = {} if args.threads is None else {"OMP_NUM_THREADS": str(args.threads)}
+    if args.model == "torch_mlp":
+        epochs = args.epochs or (20 if args.quick else 60)
+        model = ["model=torch_mlp", "train.patience=null", f"train.epochs={epochs}"]
+        work = f"{epochs} epochs each"
+    else:
+        epochs = args.epochs or (60 if args.quick else None)
+        model = ["model=sklearn_mlp", *([f"model.max_iter={epochs}"] if epochs else [])]
+        work = f"at most {epochs or 300} iterations each"
 
-    print(f"joblib_speedup: {jobs} jobs of torch_mlp on digits, {epochs} epochs each, fresh SQLite stores")
+    print(f"joblib_speedup: {jobs} jobs of {args.model} on digits, {work}, fresh SQLite stores")
     print(machine_line())
     print(f"OMP_NUM_THREADS for the sweeps: {env.get('OMP_NUM_THREADS', 'unset')}")
     with tempfile.TemporaryDirectory(prefix="lossbench-bench-") as tmp:
         root = Path(tmp)
         print("baseline: 1 worker (Hydra's default launcher) ...")
-        one = sweep(root, "one", jobs, epochs, [], env)
+        one = sweep(root, "one", jobs, model, [], env)
         print(f"  {one['wall']:.2f} s")
         print(f"lossbench: hydra/launcher=joblib hydra.launcher.n_jobs={args.n_jobs} ...")
         joblib = ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={args.n_jobs}"]
-        par = sweep(root, "par", jobs, epochs, joblib, env)
+        par = sweep(root, "par", jobs, model, joblib, env)
         print(f"  {par['wall']:.2f} s")
 
     speedup = one["wall"] / par["wall"]
@@ -126,7 +150,8 @@ def main() -> None:
             f"note: the shortest fit took {one['fit_min']:.2f} s (< 1 s); raise --epochs for the real figure"
         )
     print()
-    print(verdict(f"joblib_speedup (n_jobs={args.n_jobs})", speedup, TARGET, "x", higher_is_better=True))
+    name = f"joblib_speedup ({args.model}, n_jobs={args.n_jobs})"
+    print(verdict(name, speedup, TARGET, "x", higher_is_better=True))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,11 @@ Hydra sets them. The first job of every base is also composed the slow way and c
 node included): when they differ in anything, that base falls back to Hydra's full composition for good.
 Overrides other than plain values (``+key``, ``~key``, ``key@pkg``, groups, ``hydra.*`` such as
 ``hydra.searchpath``) are part of the base; an error takes Hydra's own path, which raises Hydra's message.
+
+The batch check composes every job only to drop the result; the launcher then asks for the same job again.
+Each config composed is kept (up to ``_MAX_HANDOFF`` at a time) and handed to the next request for the same
+job, unless something has used it since: a launcher sets ``hydra.job.num`` and ``hydra.runtime.output_dir``
+on the config it runs, and a config with either set is composed afresh.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ log = logging.getLogger("lossbench")
 
 # per config loader (one per Hydra run): key -> its composed base config, or None when it must not be used
 _BASES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# per config loader: job overrides -> (master config, the config composed for them, not yet handed out again)
+_HANDOFF: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_MAX_HANDOFF = 1000  # a sweeper that never checks its batch leaves entries behind: bound what they hold
 _installed = False
 
 
@@ -42,16 +50,32 @@ def install() -> None:
 
     @wraps(original)
     def load_sweep_config(self, master_config, sweep_overrides):
+        handoff = _HANDOFF.setdefault(self, {})
+        key = tuple(sweep_overrides)
+        kept = handoff.pop(key, None)
+        if kept is not None and kept[0] is master_config and _unused(kept[1]):
+            return kept[1]
         try:
             fast = _fast(self, original, master_config, list(sweep_overrides))
         except Exception as e:  # Hydra's own path raises its own (better) error, if any
             log.debug("fast composition not used for %s: %s: %s", sweep_overrides, type(e).__name__, e)
             fast = None
-        return fast if fast is not None else original(self, master_config, sweep_overrides)
+        cfg = fast if fast is not None else original(self, master_config, sweep_overrides)
+        if len(handoff) < _MAX_HANDOFF:
+            handoff[key] = (master_config, cfg)
+        return cfg
 
     ConfigLoaderImpl.load_sweep_config = load_sweep_config
     ConfigLoaderImpl.get_group_options = _group_options(ConfigLoaderImpl.get_group_options)
     _installed = True
+
+
+def _unused(cfg) -> bool:
+    """True while no launcher has taken the config (they set the job number and output folder on it)."""
+    from omegaconf import OmegaConf
+
+    job, runtime = cfg.hydra.job, cfg.hydra.runtime
+    return OmegaConf.is_missing(job, "num") and OmegaConf.is_missing(runtime, "output_dir")
 
 
 def _group_options(original):

@@ -72,3 +72,27 @@ def test_a_bad_override_still_gets_hydras_error():
         again = loader.load_sweep_config(master, ["model=logreg", "seed=4", "imbalance.ratio=7.5"])
         assert again.seed == 4 and again.imbalance.ratio == 7.5
         assert list(again.hydra.overrides.task) == ["model=logreg", "seed=4", "imbalance.ratio=7.5"]
+
+
+def test_the_batch_checks_config_is_handed_to_the_launcher_unless_used():
+    """The basic sweeper composes every job to check the batch, then the launcher asks again: the second
+    request gets the first's config (not composed twice); a config a launcher has used is never handed out."""
+    from omegaconf import open_dict
+
+    fast_compose.install()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        master, jobs, loader, original = _sweep(["+experiment=smoke"])
+        checked = loader.load_sweep_config(master, list(jobs[0]))  # the batch check
+        launched = loader.load_sweep_config(master, list(jobs[0]))  # the launcher
+        assert launched is checked
+        with open_dict(launched):  # what BasicLauncher and run_job do to the config they run
+            launched.hydra.job.num = 0
+            launched.hydra.runtime.output_dir = "/tmp/somewhere"
+        again = loader.load_sweep_config(master, list(jobs[0]))
+        assert again is not launched
+        assert _plain(again) == _plain(original(loader, master, list(jobs[0])))
+        # used by nobody yet, but asked for under another master config: composed afresh
+        other, _, _, _ = _sweep(["+experiment=smoke", "seed=5"])
+        assert loader.load_sweep_config(other, list(jobs[1])) is not loader.load_sweep_config(
+            master, list(jobs[1])
+        )
