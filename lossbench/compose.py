@@ -31,8 +31,10 @@ from functools import cache, wraps
 
 log = logging.getLogger("lossbench")
 
-# per config loader (one per Hydra run): key -> its composed base config, or None when it must not be used
-_BASES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# per Hydra run (see _run_key): base key -> its composed base config, or None when it must not be used
+_BASES: dict[tuple, dict] = {}
+_MAX_RUNS = 8  # runs remembered per process (tests and notebooks compose many)
+_BY_LOADER: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # runs without a _run_key
 # per config loader: job overrides -> (master config, the config composed for them, not yet handed out again)
 _HANDOFF: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _MAX_HANDOFF = 1000  # a sweeper that never checks its batch leaves entries behind: bound what they hold
@@ -125,13 +127,45 @@ def _split(loader, overrides: list[str]) -> tuple[list, list, list]:
     return parsed, values, rest
 
 
+def _run_key(loader, master_config) -> tuple:
+    """What identifies one Hydra run's compositions. Not the loader object: joblib's launcher sends every job
+    a fresh unpickled copy of the loader and the master config, so a worker would compose each job's base
+    (and verify it) from scratch. The search path, the run's own overrides and its resolved sweep folder (a
+    timestamp) are the same in every copy. None when the sweep folder cannot be resolved here (the bases are
+    then kept per loader object)."""
+    from omegaconf import OmegaConf
+
+    try:
+        sweep_dir = str(OmegaConf.select(master_config, "hydra.sweep.dir"))
+    except Exception:
+        return None
+    return (
+        tuple((e.provider, e.path) for e in loader.config_search_path.get_path()),
+        master_config.hydra.job.config_name,
+        tuple(master_config.hydra.overrides.hydra),
+        tuple(master_config.hydra.overrides.task),
+        sweep_dir,
+    )
+
+
+def _bases(loader, master_config) -> dict:
+    key = _run_key(loader, master_config)
+    if key is None:
+        return _BY_LOADER.setdefault(loader, {})
+    if key not in _BASES:
+        while len(_BASES) >= _MAX_RUNS:
+            _BASES.pop(next(iter(_BASES)))  # the oldest run
+        _BASES[key] = {}
+    return _BASES[key]
+
+
 def _fast(loader, original, master_config, sweep_overrides: list[str]):
     from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
     from omegaconf import OmegaConf, open_dict
 
     hydra_overrides = list(OmegaConf.to_container(master_config.hydra.overrides.hydra))
     parsed, values, rest = _split(loader, hydra_overrides + sweep_overrides)
-    bases = _BASES.setdefault(loader, {})
+    bases = _bases(loader, master_config)
     key = (
         master_config.hydra.job.config_name,
         tuple(o.input_line for o in rest),

@@ -53,7 +53,7 @@ def test_job_configs_equal_hydras_own_composition(overrides, jobs, bases, every,
             # the hydra node too: overrides, override_dirname, choices
             assert _plain(fast[k]) == _plain(slow), job_overrides[k]
         assert list(fast[-1].hydra.overrides.task) == list(job_overrides[-1])
-        cache = fast_compose._BASES[loader]
+        cache = fast_compose._bases(loader, master)
         assert all(base is not None for base in cache.values())  # none fell back to the slow path
         assert len(cache) == bases
 
@@ -96,3 +96,26 @@ def test_the_batch_checks_config_is_handed_to_the_launcher_unless_used():
         assert loader.load_sweep_config(other, list(jobs[1])) is not loader.load_sweep_config(
             master, list(jobs[1])
         )
+
+
+def test_unpickled_copies_of_a_run_share_its_bases():
+    """joblib's launcher sends each job fresh unpickled copies of the config loader and the master config:
+    they must find the bases the first copy composed (else a worker composes every job twice from scratch)."""
+    import pickle
+
+    fast_compose.install()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        master, jobs, loader, original = _sweep(["+experiment=smoke", "hydra/launcher=joblib"])
+        first = loader.load_sweep_config(master, list(jobs[0]))
+        bases = fast_compose._bases(loader, master)
+        assert len(bases) == 1 and None not in bases.values()
+        loader2, master2 = pickle.loads(pickle.dumps((loader, master)))
+        assert loader2 is not loader
+        assert fast_compose._bases(loader2, master2) is bases
+        second = loader2.load_sweep_config(master2, list(jobs[1]))
+        assert len(bases) == 1  # the same base served the copy: nothing composed from scratch
+        assert _plain(second) == _plain(original(loader, master, list(jobs[1])))
+        assert first.seed != second.seed or first.model.name != second.model.name
+        # another run (other overrides) never shares them
+        other, _, _, _ = _sweep(["+experiment=smoke", "seed=5"])
+        assert fast_compose._bases(loader, other) is not bases
