@@ -107,8 +107,21 @@ def _vectorise_seeds(config) -> bool:
     return subdir == "${hydra.job.num}" and "${seed}" not in body
 
 
+def _callback_in_worker() -> SweepCallback:
+    """Unpickles a SweepCallback: in a launcher's worker process (joblib's loky workers, submitit's jobs) this
+    is the first lossbench code to run, before the worker composes its job's config, so it installs
+    :mod:`lossbench.compose` there too (else every job is composed Hydra's way: ~0.25 s each)."""
+    from lossbench.compose import install
+
+    install()
+    return SweepCallback()
+
+
 class SweepCallback(Callback):
     """Registered in conf/config.yaml under hydra.callbacks; active for multiruns only."""
+
+    def __reduce__(self):  # the launchers that run jobs in other processes pickle it with the Hydra context
+        return _callback_in_worker, ()
 
     def on_multirun_start(self, config, **kwargs) -> None:
         from omegaconf import OmegaConf

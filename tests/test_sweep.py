@@ -82,6 +82,31 @@ def test_parallel_sweep_with_joblib_finishes_the_same_runs(tmp_path):
     assert all(r.info.status == "FINISHED" for r in children)
 
 
+def test_a_worker_unpickling_the_sweep_callback_gets_the_fast_composition():
+    """joblib's and submitit's workers are fresh processes that unpickle the Hydra context (our callback in
+    it) before composing their job's config: the unpickling installs lossbench.compose there."""
+    import pickle
+
+    from lossbench.sweep import SweepCallback
+
+    probe = (
+        "import pickle, sys\n"
+        "from hydra._internal.config_loader_impl import ConfigLoaderImpl as C\n"
+        "before = C.load_sweep_config\n"
+        "cb = pickle.loads(sys.stdin.buffer.read())\n"
+        "after = C.load_sweep_config\n"
+        "print(type(cb).__name__, after is not before, hasattr(after, '__wrapped__'))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        input=pickle.dumps(SweepCallback()),
+        capture_output=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr.decode()[-2000:]
+    assert out.stdout.decode().split() == ["SweepCallback", "True", "True"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("attempt", range(3))
 def test_parallel_sweep_on_a_fresh_store_loses_nothing(tmp_path, attempt):
