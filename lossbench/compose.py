@@ -127,7 +127,7 @@ def _split(loader, overrides: list[str]) -> tuple[list, list, list]:
     return parsed, values, rest
 
 
-def _run_key(loader, master_config) -> tuple:
+def _run_key(loader, master_config) -> tuple | None:
     """What identifies one Hydra run's compositions. Not the loader object: joblib's launcher sends every job
     a fresh unpickled copy of the loader and the master config, so a worker would compose each job's base
     (and verify it) from scratch. The search path, the run's own overrides and its resolved sweep folder (a
