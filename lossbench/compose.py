@@ -37,7 +37,10 @@ _MAX_RUNS = 8  # runs remembered per process (tests and notebooks compose many)
 _BY_LOADER: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # runs without a _run_key
 # per config loader: job overrides -> (master config, the config composed for them, not yet handed out again)
 _HANDOFF: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_MAX_HANDOFF = 1000  # a sweeper that never checks its batch leaves entries behind: bound what they hold
+# A config is ~120 kB. A sweeper that never checks its batch asks once per job and runs it: purged once run.
+# joblib's launcher composes in its workers: the parent's batch-check configs stay to the run's end (bounded).
+_MAX_HANDOFF = 512
+_PURGE_EVERY = 64
 _installed = False
 
 
@@ -65,6 +68,9 @@ def install() -> None:
         cfg = fast if fast is not None else original(self, master_config, sweep_overrides)
         if len(handoff) < _MAX_HANDOFF:
             handoff[key] = (master_config, cfg)
+            if len(handoff) % _PURGE_EVERY == 0:  # a sweeper that never checks its batch: drop what was run
+                for used in [k for k, (_, c) in handoff.items() if not _unused(c)]:
+                    del handoff[used]
         return cfg
 
     ConfigLoaderImpl.load_sweep_config = load_sweep_config

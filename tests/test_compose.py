@@ -91,6 +91,14 @@ def test_the_batch_checks_config_is_handed_to_the_launcher_unless_used():
         again = loader.load_sweep_config(master, list(jobs[0]))
         assert again is not launched
         assert _plain(again) == _plain(original(loader, master, list(jobs[0])))
+        # a sweeper that never checks its batch asks once per job and runs it: nothing of that is kept
+        handoff = fast_compose._HANDOFF[loader]
+        big, many, _, _ = _sweep(["+experiment=imbalance"])
+        for job in many[:130]:
+            cfg = loader.load_sweep_config(big, list(job))
+            with open_dict(cfg):
+                cfg.hydra.job.num = 0
+        assert len([v for v in handoff.values() if v[0] is big]) < fast_compose._PURGE_EVERY
         # used by nobody yet, but asked for under another master config: composed afresh
         other, _, _, _ = _sweep(["+experiment=smoke", "seed=5"])
         assert loader.load_sweep_config(other, list(jobs[1])) is not loader.load_sweep_config(
