@@ -260,7 +260,7 @@ class Tracker:
         from lossbench.plots import confusion_matrix_figure
 
         C = result.num_classes
-        with self._artifacts(run_id) as tmp:
+        with self._artifacts(run_id) as folder:
             table = per_class_table(
                 result.y_test,
                 result.y_pred,
@@ -268,14 +268,14 @@ class Tracker:
                 class_names=result.class_names,
                 train_counts=result.class_counts["train"],
             )
-            table.to_csv(Path(tmp) / "per_class_test.csv", index=False)
+            table.to_csv(folder / "per_class_test.csv", index=False)
             if result.proba_test is not None:  # pooled across seeds into reliability diagrams by the report
                 bins = reliability_bins(result.y_test, result.proba_test)
-                (Path(tmp) / RELIABILITY_ARTIFACT).write_text(json.dumps(bins))
+                (folder / RELIABILITY_ARTIFACT).write_text(json.dumps(bins))
             confusion_matrix_figure(
                 confusion(result.y_test, result.y_pred, C),
                 result.class_names,
-                Path(tmp) / "confusion_matrix_test.png",
+                folder / "confusion_matrix_test.png",
                 title="Test confusion matrix (row-normalised recall)",
             )
 
