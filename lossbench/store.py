@@ -25,6 +25,24 @@ def connect_read_only(path: Path):
     return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
 
 
+def query(uri: str, sql: str, params: tuple = ()) -> list[tuple] | None:
+    """The rows of one read-only query on a plain SQLite store; None when the store is not one or the query
+    fails (tables not as this code knows them): the caller then asks MLflow's client."""
+    import sqlite3
+
+    path = sqlite_path(uri)
+    if path is None:
+        return None
+    try:
+        con = connect_read_only(path)
+        try:
+            return con.execute(sql, params).fetchall()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return None
+
+
 def local_artifact_dir(artifact_uri: str | None) -> Path | None:
     """The folder of a run's artifacts when its artifact URI is a local path (``file://`` or absolute)."""
     from urllib.parse import unquote, urlparse

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from lossbench.errors import ConfigError
-from lossbench.store import connect_read_only, local_artifact_dir, sqlite_path
+from lossbench.store import connect_read_only, local_artifact_dir, query, sqlite_path
 from lossbench.tracking import (
     SWEEP_JOBS_ARTIFACT,
     TAG_FINGERPRINT,
@@ -90,22 +90,9 @@ class LazyClient:
 
 
 def _experiment_id(client, experiment: str, uri: str) -> str:
-    path = sqlite_path(uri)
-    if path is not None:
-        import sqlite3
-
-        try:
-            con = connect_read_only(path)
-            try:
-                row = con.execute(
-                    "SELECT experiment_id FROM experiments WHERE name = ?", (experiment,)
-                ).fetchone()
-            finally:
-                con.close()
-        except sqlite3.Error:
-            row = None
-        if row is not None:
-            return str(row[0])
+    rows = query(uri, "SELECT experiment_id FROM experiments WHERE name = ?", (experiment,))
+    if rows:
+        return str(rows[0][0])
     found = client.get_experiment_by_name(experiment)
     if found is None:
         names = sorted(e.name for e in client.search_experiments())
