@@ -47,18 +47,12 @@ def _float_keys(cfg: dict) -> list[str]:
 
 @cache
 def loss_float_params(name) -> tuple[str, ...]:
-    """The real-valued parameters of a loss: those whose default in ``conf/loss/<name>.yaml`` is a float.
-    Read from the yaml, not the loss registry, which imports torch (~1.5 s): a config error must not wait
-    for it. tests/test_losses.py checks the yaml defaults against the registry."""
-    import yaml
+    """The real-valued parameters of a loss: those whose registered default is a float; () for an unknown
+    name (validation reports it). The registry is read without importing torch (see lossbench.losses)."""
+    from lossbench.losses import LOSSES
 
-    if not isinstance(name, str) or not name.isidentifier():
-        return ()
-    try:
-        data = yaml.safe_load((config_dir() / "loss" / f"{name}.yaml").read_text())
-    except (OSError, yaml.YAMLError):
-        return ()
-    return tuple(k for k, v in (data or {}).items() if isinstance(v, float))
+    spec = LOSSES.get(name) if isinstance(name, str) else None
+    return () if spec is None else tuple(k for k, v in spec.params.items() if isinstance(v, float))
 
 
 def to_container(cfg) -> dict:

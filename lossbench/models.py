@@ -8,15 +8,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from lossbench.train import TrainResult
-
 ACTIVATIONS = ("relu", "tanh", "gelu", "sigmoid")
+
+
+@dataclass
+class TrainResult:
+    """What a model's ``fit`` reports: per-epoch curves (torch), epochs run, best epoch, device, seconds."""
+
+    curves: dict[str, list[float]] = field(default_factory=dict)
+    epochs_run: int = 0
+    best_epoch: int = 0
+    device: str = "cpu"
+    seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -73,8 +80,6 @@ class SklearnModel:
         return X.reshape(len(X), -1).astype(np.float64)
 
     def fit(self, X, y, X_val, y_val) -> TrainResult:
-        from lossbench.train import TrainResult  # imports torch: not at module level (config errors wait)
-
         start = time.perf_counter()
         X, C = self._flat(X), self.num_classes
         weight = None if self.class_weights is None else self.class_weights[y]

@@ -9,24 +9,16 @@ import copy
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
+from lossbench.models import TrainResult
+
 
 class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN or infinite loss."""
-
-
-@dataclass
-class TrainResult:
-    curves: dict[str, list[float]] = field(default_factory=dict)
-    epochs_run: int = 0
-    best_epoch: int = 0
-    device: str = "cpu"
-    seconds: float = 0.0
 
 
 def resolve_device(name: str) -> torch.device:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import math
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -27,7 +28,8 @@ from lossbench.losses import (
 )
 from lossbench.losses.ldam import ldam_loss
 
-CONF_LOSS = Path(__file__).resolve().parents[1] / "conf" / "loss"
+ROOT = Path(__file__).resolve().parents[1]
+CONF_LOSS = ROOT / "conf" / "loss"
 
 # Tiny hand example: 2 samples, 3 classes.
 Z = torch.tensor([[1.0, 0.0, -1.0], [0.0, 2.0, 0.0]], dtype=torch.float64)
@@ -405,6 +407,121 @@ def test_duplicate_registration_is_refused():
         register_loss("ce", summary="x", params={}, probabilistic=True)(lambda **kw: None)
 
 
+# ------------------------------------------------------------------- registrations read without torch
+def test_losses_validate_and_sklearn_runs_go_without_importing_torch():
+    """``discover`` reads the loss modules' registrations from source: validating every loss and a whole
+    scikit-learn run never import torch (~2 s) nor a loss module; building a loss imports its module."""
+    code = """
+import sys
+from tests.conftest import compose_cfg
+import lossbench.losses as L
+from lossbench.pipeline import run
+for name in L.available_losses():
+    L.validate_loss_params(name, num_classes=3)
+result = run(compose_cfg(["model=logreg", "loss=logit_adjusted", "data=synthetic", "data.n_samples=300",
+                          "data.n_classes=3"]))
+loaded = sorted(m for m in sys.modules if m.startswith("lossbench.losses.") and "._" not in m)
+print(len(L.LOSSES), sum(s.factory is None for s in L.LOSSES.values()), "torch" in sys.modules, loaded)
+print(round(result.metrics["test/accuracy"], 6))
+L.build_loss("hinge", num_classes=3)
+print("torch" in sys.modules, L.LOSSES["hinge"].factory.__name__, L.LOSSES["squared_hinge"].factory.__name__,
+      sum(s.factory is None for s in L.LOSSES.values()))
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    first, accuracy, after = proc.stdout.splitlines()[-3:]
+    n = len(available_losses())
+    assert first == f"{n} {n} False []"
+    assert 0.5 < float(accuracy) <= 1.0
+    assert after == f"True _build_hinge _build_squared_hinge {n - 2}"
+
+
+def test_every_loss_read_from_source_equals_its_registration_on_import():
+    for name in available_losses():
+        build_loss(name, num_classes=3, class_counts=[3, 2, 1])  # imports the module: the check runs there
+        spec = LOSSES[name]
+        assert spec.factory is not None and spec.factory.__name__ == spec.factory_name
+        assert spec.module == spec.factory.__module__
+
+
+def _loss_package(tmp_path, monkeypatch, source: str) -> str:
+    """A package ``<unique>.mod`` holding ``source``, importable; returns the module's dotted name."""
+    package = f"lbtmp_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / package).mkdir()
+    (tmp_path / package / "__init__.py").write_text("")
+    (tmp_path / package / "mod.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return f"{package}.mod"
+
+
+@pytest.fixture
+def registry():
+    from lossbench.losses import _registry
+
+    before = dict(_registry._REGISTRY)
+    yield _registry
+    _registry._REGISTRY.clear()
+    _registry._REGISTRY.update(before)
+    for module in [m for m in sys.modules if m.startswith("lbtmp_")]:
+        del sys.modules[module]
+
+
+TMP_LOSS = """
+from lossbench.losses._registry import register_loss
+from lossbench.losses._validation import Real, StrOptions
+import math
+
+KINDS = ("a", "b")
+_PARAMS = {{"kind": ("a", (StrOptions(set(KINDS)),)), "scale": ({scale}, (Real(0.0, None),))}}
+
+
+@register_loss("tmp_read", summary="{summary}", params=_PARAMS, probabilistic=False,
+               needs_class_counts=lambda p: p["kind"] == "b")
+def _build(*, num_classes, class_counts, kind, scale):
+    return ("built", num_classes, kind, scale)
+"""
+
+
+def test_reading_follows_module_level_names_and_defers_the_import(tmp_path, monkeypatch, registry):
+    module = _loss_package(tmp_path, monkeypatch, TMP_LOSS.format(scale=2, summary="s"))
+    assert registry._read_module(module) is True
+    assert module not in sys.modules
+    spec = LOSSES["tmp_read"]
+    assert (spec.factory, dict(spec.params), spec.module, spec.factory_name) == (
+        None,
+        {"kind": "a", "scale": 2.0},
+        module,
+        "_build",
+    )
+    assert spec.requires_class_counts({"kind": "b", "scale": 1.0}) is True
+    with pytest.raises(InvalidLossParameterError, match="The 'kind' parameter of loss 'tmp_read' must be"):
+        validate_loss_params("tmp_read", kind="c")
+    assert build_loss("tmp_read", num_classes=2, class_counts=[1, 1], kind="b") == ("built", 2, "b", 2.0)
+    assert module in sys.modules and LOSSES["tmp_read"].factory.__name__ == "_build"
+
+
+def test_a_registration_that_cannot_be_read_is_imported(tmp_path, monkeypatch, registry):
+    source = TMP_LOSS.format(scale="math.pi", summary="s")  # a call on an imported module: not read
+    module = _loss_package(tmp_path, monkeypatch, source)
+    assert registry._read_module(module) is False
+    assert "tmp_read" not in LOSSES
+    registry.discover(module.rsplit(".", 1)[0], [str(tmp_path / module.split(".")[0])])
+    assert module in sys.modules
+    assert LOSSES["tmp_read"].params["scale"] == pytest.approx(math.pi)
+    assert LOSSES["tmp_read"].factory is not None
+
+
+def test_a_module_edited_after_it_was_read_is_refused_on_import(tmp_path, monkeypatch, registry):
+    module = _loss_package(tmp_path, monkeypatch, TMP_LOSS.format(scale=2, summary="old"))
+    assert registry._read_module(module) is True
+    path = tmp_path / module.replace(".", "/")
+    path.with_suffix(".py").write_text(TMP_LOSS.format(scale=3, summary="old"))
+    with pytest.raises(RuntimeError, match=r"'tmp_read': the registration read from .* differs from the one"):
+        build_loss("tmp_read", num_classes=2)
+
+
 # --------------------------------------------------------------------------------------------- configs
 def test_one_yaml_per_registered_loss():
     assert sorted(p.stem for p in CONF_LOSS.glob("*.yaml")) == available_losses()
@@ -422,13 +539,14 @@ def test_yaml_matches_registry_and_builds(name):
     assert torch.isfinite(loss_fn(ZR.float(), YR))
 
 
-@pytest.mark.parametrize("name", available_losses())
-def test_real_valued_params_from_the_yaml_are_the_registrys(name):
-    """config.to_container reads which loss params are real-valued from the yaml (no torch import)."""
+def test_real_valued_params_of_a_loss():
+    """config.to_container turns these into floats (an int from the command line, 1 -> 1.0)."""
     from lossbench.config import loss_float_params
 
-    expected = {k for k, v in LOSSES[name].params.items() if isinstance(v, float)}
-    assert set(loss_float_params(name)) == expected
+    assert loss_float_params("focal") == ("gamma",)
+    assert loss_float_params("ldam") == ("max_margin", "scale")
+    assert loss_float_params("weighted_ce") == ()
+    assert loss_float_params("no_such_loss") == loss_float_params(None) == ()
 
 
 def test_list_params_accept_listconfig_and_ints():

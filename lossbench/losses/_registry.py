@@ -1,22 +1,34 @@
 """Loss registry: each public module of ``lossbench.losses`` registers its losses with ``@register_loss``.
 
-Modules are found by ``discover()`` (pkgutil over the subpackage), so adding a loss is one module plus one
-``conf/loss/<name>.yaml`` and one test; nothing here is edited.
+Modules are found by ``discover()``, so adding a loss is one module plus one ``conf/loss/<name>.yaml`` and one
+test; nothing here is edited.
+
+Validating a config needs a loss's parameters but not its torch code, and ``import torch`` costs ~2 s (every
+CLI call, every launcher worker, every scikit-learn-only run). So ``discover()`` *reads* each module instead
+of importing it: it evaluates the ``@register_loss(...)`` decorator calls from the source (with the constraint
+classes, literals and the module-level names they use), which registers every loss without its factory. The
+module itself is imported when a loss is first built; its decorators then attach the factories and are checked
+against what was read. A module whose decorators cannot be read that way is imported at discovery (correct,
+only slower; ``tests/test_losses.py`` checks every built-in module is read).
 """
 
 from __future__ import annotations
 
+import ast
 import difflib
 import importlib
+import importlib.util
 import pkgutil
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
-
+from . import _validation
 from ._validation import InvalidLossParameterError, check_class_counts, check_num_classes, check_param
+
+if TYPE_CHECKING:
+    from torch import nn
 
 __all__ = ["LOSSES", "LossSpec", "available_losses", "build_loss", "register_loss", "validate_loss_params"]
 
@@ -36,6 +48,8 @@ class LossSpec:
     needs_class_counts : True when ``build_loss`` with the *default* params needs ``class_counts``
         (``requires_class_counts(params)`` answers for given params, e.g. weighted_ce with explicit weights).
     probabilistic : True when ``softmax(logits)`` is the model's probability estimate under this loss.
+    module, factory_name : where the factory is (``module.factory_name``); ``factory`` is None until that
+        module is imported (``build_loss`` imports it).
     """
 
     name: str
@@ -43,13 +57,46 @@ class LossSpec:
     params: Mapping[str, Any]
     needs_class_counts: bool
     probabilistic: bool
-    factory: Callable[..., nn.Module] = field(repr=False)
+    module: str
+    factory_name: str
+    factory: Callable[..., nn.Module] | None = field(repr=False, compare=False)
     constraints: Mapping[str, tuple[Any, ...]] = field(repr=False)
-    counts_rule: Callable[[Mapping[str, Any]], bool] = field(repr=False)
+    counts_rule: Callable[[Mapping[str, Any]], bool] = field(repr=False, compare=False)
 
     def requires_class_counts(self, params: Mapping[str, Any]) -> bool:
         """Whether ``build_loss`` needs ``class_counts`` with these (validated, defaults-filled) params."""
         return self.counts_rule(params)
+
+
+def _make_spec(
+    name: str,
+    summary: str,
+    params: Mapping[str, tuple[Any, Sequence[Any]]],
+    probabilistic: bool,
+    needs_class_counts: bool | Callable[[Mapping[str, Any]], bool],
+    module: str,
+    factory_name: str,
+    factory: Callable[..., nn.Module] | None,
+) -> LossSpec:
+    rule = needs_class_counts if callable(needs_class_counts) else (lambda _p, _v=needs_class_counts: _v)
+    constraints = {p: tuple(c) for p, (_, c) in params.items()}
+    defaults = {p: check_param(f"loss {name!r}", p, d, constraints[p], None) for p, (d, _) in params.items()}
+    return LossSpec(
+        name=name,
+        summary=summary,
+        params=MappingProxyType(defaults),
+        needs_class_counts=bool(rule(defaults)),
+        probabilistic=probabilistic,
+        module=module,
+        factory_name=factory_name,
+        factory=factory,
+        constraints=MappingProxyType(constraints),
+        counts_rule=rule,
+    )
+
+
+def _registered_twice(known: LossSpec) -> RuntimeError:
+    return RuntimeError(f"Loss {known.name!r} is registered twice ({known.module}.{known.factory_name}).")
 
 
 def register_loss(
@@ -64,36 +111,116 @@ def register_loss(
 
     ``params`` maps each parameter to ``(default, constraints)``; a value is valid when it satisfies any
     constraint (see ``_validation``). ``needs_class_counts`` may be a function of the validated params.
+    Keep the arguments to literals, constraint objects and module-level names, so ``discover`` can read them
+    without importing the module.
     """
-    rule = needs_class_counts if callable(needs_class_counts) else (lambda _p, _v=needs_class_counts: _v)
 
     def decorator(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in _REGISTRY:
-            raise RuntimeError(f"Loss {name!r} is registered twice ({_REGISTRY[name].factory.__module__}).")
-        constraints = {p: tuple(c) for p, (_, c) in params.items()}
-        defaults = {
-            p: check_param(f"loss {name!r}", p, d, constraints[p], None) for p, (d, _) in params.items()
-        }
-        _REGISTRY[name] = LossSpec(
-            name=name,
-            summary=summary,
-            params=MappingProxyType(defaults),
-            needs_class_counts=bool(rule(defaults)),
-            probabilistic=probabilistic,
-            factory=factory,
-            constraints=MappingProxyType(constraints),
-            counts_rule=rule,
+        spec = _make_spec(
+            name,
+            summary,
+            params,
+            probabilistic,
+            needs_class_counts,
+            factory.__module__,
+            factory.__qualname__,
+            factory,
         )
+        known = _REGISTRY.get(name)
+        if known is None:
+            _REGISTRY[name] = spec
+        elif known.factory is None and (known.module, known.factory_name) == (spec.module, spec.factory_name):
+            if known != spec:  # the module changed since it was read, or the reading is wrong
+                raise RuntimeError(
+                    f"Loss {name!r}: the registration read from {spec.module}'s source ({known}) differs "
+                    f"from the one its import made ({spec}). Restart the process after editing a loss module."
+                )
+            _REGISTRY[name] = replace(known, factory=factory, counts_rule=spec.counts_rule)
+        else:
+            raise _registered_twice(known)
         return factory
 
     return decorator
 
 
+# names a decorator call may use when read from source (besides literals and module-level assignments)
+_READ_NAMES = {n: getattr(_validation, n) for n in ("ClassVector", "NoneValue", "Real", "StrOptions")}
+
+
+def _read_module(module: str) -> bool:
+    """Register the losses of ``module`` from its source without importing it; False when it cannot be read
+    that way (no source file, or a decorator argument that needs more than literals, constraint classes and
+    module-level assignments of those). Nothing is registered then."""
+    found = importlib.util.find_spec(module)
+    origin = getattr(found, "origin", None)
+    if not origin or not origin.endswith(".py"):
+        return False
+    with open(origin, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), origin)
+    assigned = {
+        node.targets[0].id: node.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+    }
+    calls = [
+        (fn.name, deco)
+        for fn in tree.body
+        if isinstance(fn, ast.FunctionDef)
+        for deco in fn.decorator_list
+        if isinstance(deco, ast.Call) and isinstance(deco.func, ast.Name) and deco.func.id == "register_loss"
+    ]
+    namespace: dict[str, Any] = dict(_READ_NAMES)
+
+    def evaluate(node: ast.expr, seen: frozenset[str] = frozenset()) -> Any:
+        # module-level names the expression uses are evaluated first (e.g. hinge's _PARAMS uses VARIANTS)
+        for var in sorted({n.id for n in ast.walk(node) if isinstance(n, ast.Name)} - namespace.keys()):
+            if var in assigned and var not in seen:
+                namespace[var] = evaluate(assigned[var], seen | {var})
+        return eval(compile(ast.Expression(node), origin, "eval"), namespace)
+
+    specs = []
+    try:
+        for factory_name, call in calls:
+            namespace["register_loss"] = lambda name, **kw: (name, kw)
+            name, kw = evaluate(call)
+            specs.append(
+                _make_spec(
+                    name,
+                    kw["summary"],
+                    kw["params"],
+                    kw["probabilistic"],
+                    kw.get("needs_class_counts", False),
+                    module,
+                    factory_name,
+                    None,
+                )
+            )
+    except Exception:  # a name or expression the reading does not cover: import the module instead
+        return False
+    for spec in specs:
+        if spec.name in _REGISTRY:
+            raise _registered_twice(_REGISTRY[spec.name])
+        _REGISTRY[spec.name] = spec
+    return True
+
+
 def discover(package: str, path: Sequence[str]) -> None:
-    """Import every public module of the package so its ``@register_loss`` calls run."""
+    """Register the losses of every public module of the package: read from source, else imported."""
     for info in sorted(pkgutil.iter_modules(path), key=lambda i: i.name):
-        if not info.name.startswith("_"):
+        if not info.name.startswith("_") and not _read_module(f"{package}.{info.name}"):
             importlib.import_module(f"{package}.{info.name}")
+
+
+def _factory(spec: LossSpec) -> Callable[..., nn.Module]:
+    """The loss's factory, importing its module the first time."""
+    if spec.factory is None:
+        importlib.import_module(spec.module)
+        spec = _REGISTRY[spec.name]
+        if spec.factory is None:
+            raise RuntimeError(
+                f"Loss {spec.name!r}: importing {spec.module} did not register {spec.factory_name}."
+            )
+    return spec.factory
 
 
 def available_losses() -> list[str]:
@@ -177,4 +304,4 @@ def build_loss(
             f"{num_classes} classes; got None. "
             f"Pass class_counts=np.bincount(y_train, minlength={num_classes})."
         )
-    return spec.factory(num_classes=num_classes, class_counts=counts, **checked)
+    return _factory(spec)(num_classes=num_classes, class_counts=counts, **checked)

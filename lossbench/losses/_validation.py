@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import torch
 
 __all__ = [
     "ClassVector",
@@ -58,7 +58,20 @@ def _in_interval(x: float, low: float | None, high: float | None, closed: str) -
     return not (high is not None and (x > high or (x == high and closed not in ("right", "both"))))
 
 
-class Real:
+class _Constraint:
+    """Constraints compare by value: a loss's registration read from source is checked against its import."""
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and vars(other) == vars(self)
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, *sorted(map(repr, vars(self).items()))))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
+
+
+class Real(_Constraint):
     """A finite float (ints accepted, bools rejected) in an interval; ``None`` bounds are infinite."""
 
     def __init__(self, low: float | None, high: float | None, closed: str = "left") -> None:
@@ -73,7 +86,7 @@ class Real:
         return float(value)
 
 
-class StrOptions:
+class StrOptions(_Constraint):
     """One of a fixed set of strings."""
 
     def __init__(self, options: set[str]) -> None:
@@ -88,7 +101,7 @@ class StrOptions:
         return value
 
 
-class NoneValue:
+class NoneValue(_Constraint):
     """``None`` (``null`` in yaml)."""
 
     def describe(self, num_classes: int | None) -> str:
@@ -104,7 +117,8 @@ def _as_float_list(value: Any) -> list[float] | None:
     """Sequence / ndarray / tensor of real numbers -> list of floats; None if it is not one."""
     if isinstance(value, (str, bytes, Mapping)):
         return None
-    if isinstance(value, torch.Tensor):
+    torch = sys.modules.get("torch")  # a tensor exists only once torch is imported: never import it here
+    if torch is not None and isinstance(value, torch.Tensor):
         value = value.detach().cpu().numpy()
     if isinstance(value, np.ndarray):
         if value.ndim != 1 or not (
@@ -119,7 +133,7 @@ def _as_float_list(value: Any) -> list[float] | None:
     return [float(v) for v in value]
 
 
-class ClassVector:
+class ClassVector(_Constraint):
     """One finite float per class, each in ``[low, inf)`` (``closed='left'``) or ``(low, inf)``."""
 
     def __init__(self, low: float, closed: str, what: str) -> None:
