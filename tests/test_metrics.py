@@ -275,6 +275,34 @@ def test_ovr_average_precision_and_roc_auc_equal_sklearns_with_ties(num_classes)
         assert m["roc_auc"] == pytest.approx(auc, abs=1e-12, rel=1e-12)
 
 
+@pytest.mark.parametrize("num_classes", [2, 3, 10])
+def test_mcc_g_mean_and_log_loss_equal_sklearns_and_imblearns(num_classes):
+    """mcc, g_mean and log_loss are computed without sklearn / imblearn (their per-call input checks cost
+    ~5 ms each); they must equal those libraries' numbers: absent and never-predicted classes, constant and
+    perfect predictions, exact 0 / 1 probabilities."""
+    rng = np.random.default_rng(100 + num_classes)
+    for trial in range(40):
+        n = int(rng.integers(3, 300))
+        y = rng.integers(0, num_classes, n)
+        if trial % 4 == 1:  # a class absent from y_true
+            y[y == num_classes - 1] = 0
+        proba = rng.dirichlet(np.full(num_classes, 0.3), n)
+        if trial % 5 == 2:  # saturated rows: exact 0 and 1
+            proba = np.eye(num_classes)[rng.integers(0, num_classes, n)]
+        pred = proba.argmax(1)
+        if trial % 7 == 3:
+            pred = np.zeros(n, dtype=int)  # constant prediction: mcc 0, some recall 0
+        elif trial % 7 == 4:
+            pred = y.copy()  # perfect
+        m = classification_metrics(y, pred, proba, num_classes=num_classes)
+        present = np.unique(y)
+        gmean = geometric_mean_score(y, pred, labels=present, average="multiclass", correction=0.0)
+        assert m["g_mean"] == pytest.approx(gmean, abs=1e-12, rel=1e-12)
+        assert m["mcc"] == pytest.approx(skm.matthews_corrcoef(y, pred), abs=1e-12, rel=1e-12)
+        log_loss = skm.log_loss(y, proba, labels=np.arange(num_classes))
+        assert m["log_loss"] == pytest.approx(log_loss, abs=1e-12, rel=1e-12)
+
+
 def test_single_class_in_y_true_roc_auc_is_nan():
     m = classification_metrics([1, 1, 1], [1, 0, 1], [[0.2, 0.8], [0.6, 0.4], [0.1, 0.9]], num_classes=2)
     assert math.isnan(m["roc_auc"])
