@@ -70,14 +70,16 @@ class LossSpec:
 
 def _make_spec(
     name: str,
+    *,
     summary: str,
     params: Mapping[str, tuple[Any, Sequence[Any]]],
     probabilistic: bool,
-    needs_class_counts: bool | Callable[[Mapping[str, Any]], bool],
+    needs_class_counts: bool | Callable[[Mapping[str, Any]], bool] = False,
     module: str,
     factory_name: str,
     factory: Callable[..., nn.Module] | None,
 ) -> LossSpec:
+    """The LossSpec of one ``register_loss(name, **kwargs)`` call (defaults checked by their constraints)."""
     rule = needs_class_counts if callable(needs_class_counts) else (lambda _p, _v=needs_class_counts: _v)
     constraints = {p: tuple(c) for p, (_, c) in params.items()}
     defaults = {p: check_param(f"loss {name!r}", p, d, constraints[p], None) for p, (d, _) in params.items()}
@@ -118,13 +120,13 @@ def register_loss(
     def decorator(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         spec = _make_spec(
             name,
-            summary,
-            params,
-            probabilistic,
-            needs_class_counts,
-            factory.__module__,
-            factory.__qualname__,
-            factory,
+            summary=summary,
+            params=params,
+            probabilistic=probabilistic,
+            needs_class_counts=needs_class_counts,
+            module=factory.__module__,
+            factory_name=factory.__qualname__,
+            factory=factory,
         )
         known = _REGISTRY.get(name)
         if known is None:
@@ -169,7 +171,7 @@ def _read_module(module: str) -> bool:
         for deco in fn.decorator_list
         if isinstance(deco, ast.Call) and isinstance(deco.func, ast.Name) and deco.func.id == "register_loss"
     ]
-    namespace: dict[str, Any] = dict(_READ_NAMES)
+    namespace: dict[str, Any] = {**_READ_NAMES, "register_loss": lambda name, **kwargs: (name, kwargs)}
 
     def evaluate(node: ast.expr, seen: frozenset[str] = frozenset()) -> Any:
         # module-level names the expression uses are evaluated first (e.g. hinge's _PARAMS uses VARIANTS)
@@ -181,20 +183,8 @@ def _read_module(module: str) -> bool:
     specs = []
     try:
         for factory_name, call in calls:
-            namespace["register_loss"] = lambda name, **kw: (name, kw)
-            name, kw = evaluate(call)
-            specs.append(
-                _make_spec(
-                    name,
-                    kw["summary"],
-                    kw["params"],
-                    kw["probabilistic"],
-                    kw.get("needs_class_counts", False),
-                    module,
-                    factory_name,
-                    None,
-                )
-            )
+            name, kwargs = evaluate(call)
+            specs.append(_make_spec(name, **kwargs, module=module, factory_name=factory_name, factory=None))
     except Exception:  # a name or expression the reading does not cover: import the module instead
         return False
     for spec in specs:
