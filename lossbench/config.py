@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from enum import Enum
 from functools import cache
 from pathlib import Path
 
@@ -91,3 +92,39 @@ def fingerprint(cfg) -> str:
     container = {k: v for k, v in to_container(cfg).items() if k not in NON_SEMANTIC_KEYS and k != "hydra"}
     blob = json.dumps(container, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@cache
+def _yaml_dumper():
+    """PyYAML's C dumper with OmegaConf's string rule (quote what would load as a bool, int or float); None
+    if OmegaConf's private dumper moved."""
+    import yaml
+
+    try:
+        from omegaconf._utils import get_omega_conf_dumper
+
+        rule = get_omega_conf_dumper().yaml_representers[str]
+    except (ImportError, AttributeError, KeyError):
+        return None
+
+    class Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):
+        pass
+
+    Dumper.add_representer(str, rule)
+    Dumper.add_multi_representer(Enum, lambda dumper, member: rule(dumper, member.name))  # as enum_to_str
+    return Dumper
+
+
+def to_yaml(cfg) -> str:
+    """The text ``OmegaConf.to_yaml`` writes (unresolved, keys in order, enums by name) for a DictConfig or
+    a plain dict, emitted by PyYAML's C emitter: ~3x faster (tests hold the texts equal)."""
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    is_config = isinstance(cfg, (DictConfig, ListConfig))
+    dumper = _yaml_dumper()
+    if dumper is None:
+        return OmegaConf.to_yaml(cfg if is_config else OmegaConf.create(cfg))
+    import yaml
+
+    data = OmegaConf.to_container(cfg, resolve=False, enum_to_str=True) if is_config else cfg
+    return yaml.dump(data, Dumper=dumper, default_flow_style=False, allow_unicode=True, sort_keys=False)

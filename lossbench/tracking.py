@@ -13,7 +13,7 @@ from functools import cache
 from pathlib import Path
 
 from lossbench import __version__
-from lossbench.config import fingerprint, flatten, to_container
+from lossbench.config import fingerprint, flatten, to_container, to_yaml
 from lossbench.store import local_artifact_dir, query
 
 DEFAULT_DB = "mlflow.db"
@@ -272,35 +272,6 @@ class Tracker:
             )
 
 
-@cache
-def _yaml_dumper():
-    """PyYAML's C dumper with OmegaConf's string rule (quote what would load as a bool, int or float), so the
-    text is ``OmegaConf.to_yaml``'s (a test holds them equal) at ~0.5 ms instead of ~5; None if OmegaConf's
-    private dumper moved (then ``OmegaConf.to_yaml`` is used)."""
-    import yaml
-
-    try:
-        from omegaconf._utils import get_omega_conf_dumper
-
-        rule = get_omega_conf_dumper().yaml_representers[str]
-    except (ImportError, AttributeError, KeyError):
-        return None
-
-    class Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):
-        pass
-
-    Dumper.add_representer(str, rule)
-    return Dumper
-
-
 def _yaml(cfg: dict) -> str:
     """The run's config without its ``hydra`` key, as ``OmegaConf.to_yaml`` writes it."""
-    plain = {k: v for k, v in cfg.items() if k != "hydra"}
-    dumper = _yaml_dumper()
-    if dumper is None:
-        from omegaconf import OmegaConf
-
-        return OmegaConf.to_yaml(OmegaConf.create(plain))
-    import yaml
-
-    return yaml.dump(plain, Dumper=dumper, default_flow_style=False, allow_unicode=True, sort_keys=False)
+    return to_yaml({k: v for k, v in cfg.items() if k != "hydra"})

@@ -127,3 +127,28 @@ def test_unpickled_copies_of_a_run_share_its_bases():
         # another run (other overrides) never shares them
         other, _, _, _ = _sweep(["+experiment=smoke", "seed=5"])
         assert fast_compose._bases(loader, other) is not bases
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [["model=torch_mlp"], ["+experiment=imbalance"], ["loss=focal", "loss.alpha=[1,2,3,4,5,6,7,8,9,10]"]],
+)
+def test_yaml_written_for_hydra_and_mlflow_is_omegaconfs_text(overrides, tmp_path):
+    """Each job's .hydra/*.yaml (Hydra's _save_config, replaced by install) and each run's config.yaml are
+    written by config.to_yaml: OmegaConf.to_yaml's text, hydra node included (interpolations, enums)."""
+    import hydra.core.utils as hydra_utils
+
+    from lossbench.config import to_yaml
+    from lossbench.tracking import _yaml
+
+    fast_compose.install()
+    assert hydra_utils._save_config is fast_compose._save_config
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+    hydra_utils._save_config(cfg, "hydra.yaml", tmp_path / ".hydra")
+    assert (tmp_path / ".hydra" / "hydra.yaml").read_text() == OmegaConf.to_yaml(cfg)
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    assert to_yaml(plain) == OmegaConf.to_yaml(OmegaConf.create(plain))
+    tricky = {"a": "null", "b": "1e-3", "c": "yes", "d": "", "e": "é ü", "n": float("inf"), "o": "~"}
+    tricky["nested"] = {"p": "on", "x": [1, "2", None]}
+    assert _yaml({**tricky, "hydra": {"dropped": 1}}) == OmegaConf.to_yaml(OmegaConf.create(tricky))

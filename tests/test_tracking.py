@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
 from conftest import compose_cfg
 from mlflow.tracking import MlflowClient
 
@@ -71,20 +70,3 @@ def test_artifacts_written_in_place_or_uploaded_are_the_same_to_mlflow(tmp_path)
     assert {a.path for a in client.list_artifacts(foreign)} == {"traceback.txt"}
     client.download_artifacts(own, "config.yaml", str(tmp_path / "cfg"))
     assert "seed: 0" in (tmp_path / "cfg" / "config.yaml").read_text()
-
-
-@pytest.mark.parametrize(
-    "overrides",
-    [["model=torch_mlp"], ["+experiment=imbalance"], ["loss=focal", "loss.alpha=[1,2,3,4,5,6,7,8,9,10]"]],
-)
-def test_config_artifact_text_is_omegaconfs(overrides):
-    """config.yaml is written with PyYAML's C dumper and OmegaConf's quoting rule: the same text."""
-    from omegaconf import OmegaConf
-
-    from lossbench.tracking import _yaml
-
-    cfg = compose_cfg(overrides)
-    tricky = {"a": "null", "b": "1e-3", "c": "yes", "d": "", "e": "é ü", "n": float("inf"), "o": "~"}
-    tricky["nested"] = {"p": "on", "x": [1, "2", None]}
-    for plain in ({k: v for k, v in cfg.items() if k != "hydra"}, tricky):
-        assert _yaml({**plain, "hydra": {"dropped": 1}}) == OmegaConf.to_yaml(OmegaConf.create(plain))
