@@ -64,8 +64,8 @@ class _Constraint:
     def __eq__(self, other: object) -> bool:
         return type(other) is type(self) and vars(other) == vars(self)
 
-    def __hash__(self) -> int:
-        return hash((type(self).__name__, *sorted(map(repr, vars(self).items()))))
+    def __hash__(self) -> int:  # equal constraints must hash alike; reprs of equal frozensets can differ
+        return hash(type(self))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
