@@ -156,6 +156,7 @@ def breakdown(root: Path, n: int, extra: list[str]) -> tuple[Profiler, float]:
     import lossbench.pipeline
     import lossbench.plots
     import lossbench.sweep as sweep_mod
+    from lossbench.store import RunWriter
     from lossbench.tracking import Tracker
 
     folder = root / "in-process"
@@ -214,6 +215,9 @@ def breakdown(root: Path, n: int, extra: list[str]) -> tuple[Profiler, float]:
             "set_terminated",
         ):
             prof.wrap(MlflowClient, method, "MlflowClient()" if method == "__init__" else f"mlflow {method}")
+        # a plain SQLite store: the child runs are written into its tables in place (store.RunWriter)
+        prof.wrap(RunWriter, "create_run", "RunWriter.create_run (in place: create_run + params)")
+        prof.wrap(RunWriter, "log", "RunWriter.log (in place: log_batch + set_terminated)")
         job(n)  # warm-up: first imports and the first plot in this process
         prof.reset()
         for k in range(n):

@@ -1,4 +1,6 @@
-"""MLflow at the edge: the only module that imports mlflow. Everything a run logs, in batched calls."""
+"""MLflow at the edge: the only module that imports mlflow. Everything a run logs, in batched calls; on a
+local SQLite store, a run's records go straight into MLflow's run tables, one transaction per call
+(:class:`lossbench.store.RunWriter`, checked by MLflow's own validators)."""
 
 from __future__ import annotations
 
@@ -113,6 +115,13 @@ class Tracker:
         )
         self.experiment = experiment
         self._artifact_uris: dict[str, str] = {}  # run id -> artifact URI, for the runs this tracker started
+        # runs go straight into a local SQLite store's tables when they are as this code knows them (one
+        # transaction where the client takes four; store.RunWriter), else through the client
+        self._writer = _run_writer(uri)
+        if self._writer is not None:
+            self._artifact_location = (
+                found or self.client.get_experiment(self.experiment_id)
+            ).artifact_location
 
     def start(self, cfg: dict, *, parent_run_id: str | None = None, extra_tags: dict | None = None) -> str:
         """Create a RUNNING run with the config's params and tags; returns its id."""
@@ -128,15 +137,18 @@ class Tracker:
             **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {}),
             **(extra_tags or {}),
         }
-        run = self.client.create_run(self.experiment_id, run_name=run_name(cfg), tags=tags)
-        run_id = run.info.run_id
-        self._artifact_uris[run_id] = run.info.artifact_uri
         params = [
             Param(k, _param_value(v))
             for k, v in flatten({k: v for k, v in cfg.items() if k != "hydra"}).items()
         ]
-        for i in range(0, len(params), _MAX_PARAMS):
-            self.client.log_batch(run_id, params=params[i : i + _MAX_PARAMS])
+        if self._writer is not None:
+            run_id = self._create_run_in_place(run_name(cfg), tags, params)
+        else:
+            run = self.client.create_run(self.experiment_id, run_name=run_name(cfg), tags=tags)
+            run_id = run.info.run_id
+            self._artifact_uris[run_id] = run.info.artifact_uri
+            for i in range(0, len(params), _MAX_PARAMS):
+                self.client.log_batch(run_id, params=params[i : i + _MAX_PARAMS])
         with self._artifacts(run_id) as folder:
             (folder / "config.yaml").write_text(_yaml(cfg))
         return run_id
@@ -224,26 +236,79 @@ class Tracker:
 
             note = f"not available: the model gives no probabilities ({', '.join(PROBA_METRICS)} not logged)"
             tags.append(RunTag(TAG_PROBA, note))
-        # one SQLite transaction for params, tags and as many metrics as MLflow takes in one call (each call
-        # is a commit: ~25 ms under concurrent writers)
-        first = _MAX_ENTITIES - len(params) - len(tags)
-        self.client.log_batch(run_id, metrics=metrics[:first], params=params, tags=tags)
-        for i in range(first, len(metrics), _MAX_METRICS):
-            self.client.log_batch(run_id, metrics=metrics[i : i + _MAX_METRICS])
-        self._log_prediction_artifacts(run_id, result)
-        self.client.set_terminated(run_id, "FINISHED")
+        try:
+            self._log_prediction_artifacts(run_id, result)
+        except BaseException:  # the numbers are kept; the run stays RUNNING, as after a crash
+            self._log(run_id, metrics=metrics, params=params, tags=tags)
+            raise
+        self._log(run_id, metrics=metrics, params=params, tags=tags, status="FINISHED")
         self._artifact_uris.pop(run_id, None)
 
     def fail(self, run_id: str, error: BaseException) -> None:
         """Mark a run FAILED with the reason as a tag and the traceback as an artifact."""
+        from mlflow.entities import RunTag
+
         reason = f"{type(error).__name__}: {error}"[:5000]
-        self.client.set_tag(run_id, TAG_FAILURE, reason)
         tb = "".join(traceback.format_exception(type(error), error, error.__traceback__))
         with self._artifacts(run_id) as folder:
             (folder / "traceback.txt").write_text(tb)
         status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
-        self.client.set_terminated(run_id, status)
+        self._log(run_id, tags=[RunTag(TAG_FAILURE, reason)], status=status)
         self._artifact_uris.pop(run_id, None)
+
+    def _create_run_in_place(self, name: str, tags: dict[str, str], params: list) -> str:
+        """create_run + log_batch(params) as one transaction in the store's tables: what MLflow's SQLAlchemy
+        store writes for them, validated by MLflow's own validators."""
+        import uuid
+
+        from mlflow.entities import RunTag
+        from mlflow.utils.uri import append_to_uri_path
+        from mlflow.utils.validation import _validate_batch_log_data, _validate_param_keys_unique
+
+        _, params, tag_list = _validate_batch_log_data([], params, [RunTag(k, v) for k, v in tags.items()])
+        _validate_param_keys_unique(params)
+        run_id = uuid.uuid4().hex
+        artifact_uri = append_to_uri_path(self._artifact_location, run_id, "artifacts")
+        self._writer.create_run(
+            run_id=run_id,
+            experiment_id=int(self.experiment_id),
+            name=name,
+            artifact_uri=artifact_uri,
+            user_id=tags.get("mlflow.user", "unknown"),  # as MlflowClient.create_run takes it
+            start_time=int(time.time() * 1000),
+            tags=[(t.key, t.value) for t in tag_list],
+            params=[(p.key, p.value) for p in params],
+        )
+        self._artifact_uris[run_id] = artifact_uri
+        return run_id
+
+    def _log(self, run_id: str, *, metrics=(), params=(), tags=(), status: str | None = None) -> None:
+        """Metrics, params and tags (MLflow entities), then the terminal status when given: one transaction in
+        a local SQLite store's tables, else the client's log_batch calls and set_terminated."""
+        if self._writer is not None:
+            from mlflow.utils.validation import _validate_batch_log_data, _validate_param_keys_unique
+
+            metrics, params, tags = _validate_batch_log_data(list(metrics), list(params), list(tags))
+            _validate_param_keys_unique(params)
+            self._writer.log(
+                run_id,
+                metrics=[(m.key, float(m.value), int(m.timestamp), int(m.step)) for m in metrics],
+                params=[(p.key, p.value) for p in params],
+                tags=[(t.key, t.value) for t in tags],
+                status=status,
+                end_time=int(time.time() * 1000) if status else None,
+            )
+            return
+        # one SQLite transaction for params, tags and as many metrics as MLflow takes in one call (each call
+        # is a commit: ~25 ms under concurrent writers)
+        metrics, params, tags = list(metrics), list(params), list(tags)
+        if metrics or params or tags:
+            first = _MAX_ENTITIES - len(params) - len(tags)
+            self.client.log_batch(run_id, metrics=metrics[:first], params=params, tags=tags)
+            for i in range(first, len(metrics), _MAX_METRICS):
+                self.client.log_batch(run_id, metrics=metrics[i : i + _MAX_METRICS])
+        if status is not None:
+            self.client.set_terminated(run_id, status)
 
     def _log_prediction_artifacts(self, run_id: str, result) -> None:
         if result.y_test is None:
@@ -270,6 +335,19 @@ class Tracker:
                 folder / "confusion_matrix_test.png",
                 title="Test confusion matrix (row-normalised recall)",
             )
+
+
+def _run_writer(uri: str):
+    """A :class:`lossbench.store.RunWriter` for a local SQLite store this MLflow's validators can check for,
+    else None (the client then writes)."""
+    from lossbench.store import RunWriter
+
+    try:
+        from mlflow.utils.uri import append_to_uri_path  # noqa: F401
+        from mlflow.utils.validation import _validate_batch_log_data, _validate_param_keys_unique  # noqa: F401
+    except ImportError:  # a future MLflow without them: its client does the writing
+        return None
+    return RunWriter.open(uri)
 
 
 def _yaml(cfg: dict) -> str:
