@@ -182,11 +182,11 @@ def _sklearn_loss_wrapping(ctx: Context) -> dict:
         wrapping = _sklearn_loss_wrapping(replace(ctx, sample_class_weights=None))
         return {**wrapping, "class_weights": np.asarray(ctx.sample_class_weights)}
     if name in ("weighted_ce", "class_balanced"):
-        from lossbench.losses import build_loss
+        from lossbench.losses import class_weights
 
         params = {k: v for k, v in loss.items() if k != "name"}
-        module = build_loss(name, num_classes=ctx.num_classes, class_counts=list(counts), **params)
-        return {"class_weights": module.weight.detach().double().numpy()}
+        weights = class_weights(name, num_classes=ctx.num_classes, class_counts=list(counts), **params)
+        return {"class_weights": weights.astype(np.float64)}  # the torch loss's weight buffer, in float64
     if name == "label_smoothing":
         return {"smoothing": float(loss["smoothing"])}
     if name == "logit_adjusted":

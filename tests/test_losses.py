@@ -107,6 +107,46 @@ def test_weighted_ce_equals_torch_weight(weights):
     assert loss_of("weighted_ce", ZR, YR, COUNTS_R, weights=weights) == pytest.approx(expected, rel=1e-6)
 
 
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("weighted_ce", {"weights": "balanced"}),
+        ("weighted_ce", {"weights": [0.5, 1.0, 2.0, 4.0, 8.0]}),
+        ("class_balanced", {"beta": 0.0}),
+        ("class_balanced", {"beta": 0.9}),
+        ("class_balanced", {"beta": 0.9999}),
+    ],
+)
+@pytest.mark.parametrize("counts", [COUNTS_R, [1, 1, 1, 1, 1], [5000, 700, 90, 8, 1]])
+def test_class_weights_without_torch_are_the_built_losses_weights(name, params, counts):
+    """scikit-learn models fit with ``class_weights`` (NumPy); torch losses hold the same numbers, bit for
+    bit."""
+    from lossbench.losses import class_weights
+
+    got = class_weights(name, num_classes=C, class_counts=counts, **params)
+    built = build_loss(name, num_classes=C, class_counts=counts, **params).weight
+    assert got.dtype == np.float32 and built.dtype == torch.float32
+    assert np.array_equal(got, built.numpy())
+    if name == "class_balanced":
+        assert got.sum() == pytest.approx(C, rel=1e-6)
+    elif params["weights"] == "balanced":
+        n = np.asarray(counts, dtype=float)
+        np.testing.assert_allclose(got, n.sum() / (C * n), rtol=1e-7)
+
+
+def test_class_weights_are_checked_as_build_loss_checks_them():
+    from lossbench.losses import class_weights
+
+    with pytest.raises(ValueError, match=r"'focal' is not realised as class weights.*'class_balanced'"):
+        class_weights("focal", num_classes=C, class_counts=COUNTS_R)
+    with pytest.raises(ValueError, match="needs class_counts"):
+        class_weights("class_balanced", num_classes=C)
+    with pytest.raises(InvalidLossParameterError, match="beta"):
+        class_weights("class_balanced", num_classes=C, class_counts=COUNTS_R, beta=1.5)
+    with pytest.raises(ValueError, match="class_counts"):
+        class_weights("weighted_ce", num_classes=C, class_counts=[1, 2], weights="balanced")
+
+
 def test_class_balanced_equals_torch_weight():
     beta = 0.999
     counts = np.array(COUNTS_R, dtype=float)
@@ -409,8 +449,9 @@ def test_duplicate_registration_is_refused():
 
 # ------------------------------------------------------------------- registrations read without torch
 def test_losses_validate_and_sklearn_runs_go_without_importing_torch():
-    """``discover`` reads the loss modules' registrations from source: validating every loss and a whole
-    scikit-learn run never import torch (~2 s) nor a loss module; building a loss imports its module."""
+    """``discover`` reads the loss modules' registrations from source: validating every loss and whole
+    scikit-learn runs (class weights from weighted_ce and class_balanced included) never import torch (~2 s)
+    nor a loss module; building a loss imports its module."""
     code = """
 import sys
 from tests.conftest import compose_cfg
@@ -418,11 +459,14 @@ import lossbench.losses as L
 from lossbench.pipeline import run
 for name in L.available_losses():
     L.validate_loss_params(name, num_classes=3)
-result = run(compose_cfg(["model=logreg", "loss=logit_adjusted", "data=synthetic", "data.n_samples=300",
-                          "data.n_classes=3"]))
+results = [
+    run(compose_cfg(["model=logreg", f"loss={loss}", "data=synthetic", "data.n_samples=300",
+                     "data.n_classes=3", "imbalance.ratio=5"]))
+    for loss in ("logit_adjusted", "weighted_ce", "class_balanced")
+]
 loaded = sorted(m for m in sys.modules if m.startswith("lossbench.losses.") and "._" not in m)
 print(len(L.LOSSES), sum(s.factory is None for s in L.LOSSES.values()), "torch" in sys.modules, loaded)
-print(round(result.metrics["test/accuracy"], 6))
+print(" ".join(str(round(r.metrics["test/accuracy"], 6)) for r in results))
 L.build_loss("hinge", num_classes=3)
 print("torch" in sys.modules, L.LOSSES["hinge"].factory.__name__, L.LOSSES["squared_hinge"].factory.__name__,
       sum(s.factory is None for s in L.LOSSES.values()))
@@ -434,7 +478,7 @@ print("torch" in sys.modules, L.LOSSES["hinge"].factory.__name__, L.LOSSES["squa
     first, accuracy, after = proc.stdout.splitlines()[-3:]
     n = len(available_losses())
     assert first == f"{n} {n} False []"
-    assert 0.5 < float(accuracy) <= 1.0
+    assert all(0.5 < float(a) <= 1.0 for a in accuracy.split()) and len(accuracy.split()) == 3
     assert after == f"True _build_hinge _build_squared_hinge {n - 2}"
 
 

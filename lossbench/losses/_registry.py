@@ -28,9 +28,18 @@ from . import _validation
 from ._validation import InvalidLossParameterError, check_class_counts, check_num_classes, check_param
 
 if TYPE_CHECKING:
+    import numpy as np
     from torch import nn
 
-__all__ = ["LOSSES", "LossSpec", "available_losses", "build_loss", "register_loss", "validate_loss_params"]
+__all__ = [
+    "LOSSES",
+    "LossSpec",
+    "available_losses",
+    "build_loss",
+    "class_weights",
+    "register_loss",
+    "validate_loss_params",
+]
 
 _REGISTRY: dict[str, LossSpec] = {}
 LOSSES: Mapping[str, LossSpec] = MappingProxyType(_REGISTRY)
@@ -279,14 +288,41 @@ def build_loss(
     >>> loss(torch.zeros(2, 3), torch.tensor([0, 2]))
     tensor(0.7324)
     """
+    spec, num_classes, counts, checked = _checked_call(name, num_classes, class_counts, params, "build_loss")
+    return _factory(spec)(num_classes=num_classes, class_counts=counts, **checked)
+
+
+def class_weights(
+    name: str, *, num_classes: int, class_counts: Sequence[int] | None = None, **params: Any
+) -> np.ndarray:
+    """The per-class weights [C] (float32) of a loss realised as class weights (``weighted_ce``,
+    ``class_balanced``), checked as :func:`build_loss` checks them, without torch: scikit-learn models fit
+    with them as per-sample weights. They equal the built loss's ``weight`` buffer.
+
+    >>> class_weights("weighted_ce", num_classes=2, class_counts=[3, 1])
+    array([0.6666667, 2.       ], dtype=float32)
+    """
+    from ._weights import CLASS_WEIGHTS
+
+    if name not in CLASS_WEIGHTS:
+        raise ValueError(
+            f"Loss {name!r} is not realised as class weights; those that are: {sorted(CLASS_WEIGHTS)}."
+        )
+    _, _, counts, checked = _checked_call(name, num_classes, class_counts, params, "class_weights")
+    return CLASS_WEIGHTS[name](counts, **checked)
+
+
+def _checked_call(name: str, num_classes, class_counts, params: dict, caller: str):
+    """(spec, num_classes, class_counts, params) of a loss, each checked; class_counts may stay None when the
+    loss with these parameters does not use them."""
     spec = _spec(name)
-    num_classes = check_num_classes(num_classes, "build_loss")
+    num_classes = check_num_classes(num_classes, caller)
     checked = validate_loss_params(name, num_classes=num_classes, **params)
     needed = spec.requires_class_counts(checked)
     counts = None
     if class_counts is not None:
         counts = check_class_counts(
-            class_counts, num_classes, caller=f"build_loss (loss {name!r})", positive=needed
+            class_counts, num_classes, caller=f"{caller} (loss {name!r})", positive=needed
         )
     elif needed:
         raise ValueError(
@@ -294,4 +330,4 @@ def build_loss(
             f"{num_classes} classes; got None. "
             f"Pass class_counts=np.bincount(y_train, minlength={num_classes})."
         )
-    return _factory(spec)(num_classes=num_classes, class_counts=counts, **checked)
+    return spec, num_classes, counts, checked

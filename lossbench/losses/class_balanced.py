@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
+from . import _weights
 from ._registry import register_loss
 from ._validation import Real
 from .cross_entropy import CrossEntropy
@@ -21,10 +22,7 @@ __all__ = ["class_balanced_weights"]
 
 def class_balanced_weights(class_counts: Sequence[float], beta: float) -> torch.Tensor:
     """``alpha_k ∝ (1 - beta) / (1 - beta^{n_k})`` with ``sum alpha = C``, float32 [C]; counts must be > 0."""
-    counts = torch.as_tensor(class_counts, dtype=torch.float64)
-    # 1 - beta^n in float64: with beta = 0.9999 and small n_k the difference is ~1e-4, fine in double.
-    alpha = (1.0 - beta) / (1.0 - torch.pow(torch.tensor(beta, dtype=torch.float64), counts))
-    return (alpha * len(counts) / alpha.sum()).float()
+    return torch.from_numpy(_weights.class_balanced_weights(class_counts, beta))
 
 
 @register_loss(

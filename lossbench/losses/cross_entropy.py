@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from . import _weights
 from ._base import LossModule, check_inputs, class_weight_like
 from ._registry import register_loss
 from ._validation import ClassVector, Real, StrOptions
@@ -51,8 +52,7 @@ def cross_entropy(
 
 def balanced_class_weights(class_counts: Sequence[float]) -> torch.Tensor:
     """``w_k = n / (C * n_k)`` (scikit-learn's ``class_weight='balanced'``), float32 [C]."""
-    counts = torch.as_tensor(class_counts, dtype=torch.float64)
-    return (counts.sum() / (len(counts) * counts)).float()
+    return torch.from_numpy(_weights.balanced_class_weights(class_counts))
 
 
 class CrossEntropy(LossModule):
@@ -101,8 +101,9 @@ def _build_ce(*, num_classes: int, class_counts: list[float] | None) -> CrossEnt
 def _build_weighted_ce(
     *, num_classes: int, class_counts: list[float] | None, weights: str | list[float]
 ) -> CrossEntropy:
-    w = balanced_class_weights(class_counts) if weights == "balanced" else weights
-    return CrossEntropy(num_classes, weight=w)
+    return CrossEntropy(
+        num_classes, weight=torch.from_numpy(_weights.weighted_ce_weights(class_counts, weights))
+    )
 
 
 @register_loss(
