@@ -152,3 +152,113 @@ def test_yaml_written_for_hydra_and_mlflow_is_omegaconfs_text(overrides, tmp_pat
     tricky = {"a": "null", "b": "1e-3", "c": "yes", "d": "", "e": "é ü", "n": float("inf"), "o": "~"}
     tricky["nested"] = {"p": "on", "x": [1, "2", None]}
     assert _yaml({**tricky, "hydra": {"dropped": 1}}) == OmegaConf.to_yaml(OmegaConf.create(tricky))
+
+
+def _job_outcome(run, tmp_path, name: str, overrides: list[str], task):
+    """Run one sweep job through ``run`` (Hydra's run_job or lossbench's) in ``tmp_path / name``; everything
+    it returns and writes, with that folder's path replaced by ``<dir>``."""
+    import os
+
+    from hydra._internal.callbacks import Callbacks
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import HydraContext, RunMode
+    from omegaconf import open_dict
+
+    sweep_dir = tmp_path / name
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(
+            "config", overrides=[*overrides, f"hydra.sweep.dir={sweep_dir}"], return_hydra_config=True
+        )
+        loader = GlobalHydra.instance().config_loader()
+    with open_dict(cfg):
+        cfg.hydra.job.num = cfg.hydra.job.id = 3
+        cfg.hydra.mode = RunMode.MULTIRUN
+    cwd, before = os.getcwd(), HydraConfig.instance().cfg
+    ret = run(
+        task_function=task,
+        config=cfg,
+        job_dir_key="hydra.sweep.dir",
+        job_subdir_key="hydra.sweep.subdir",
+        hydra_context=HydraContext(config_loader=loader, callbacks=Callbacks(cfg)),
+    )
+    files = {str(p.relative_to(sweep_dir)): p.read_text() for p in sorted(sweep_dir.rglob("*.yaml"))}
+    outcome = {
+        "return_value": repr(ret._return_value),  # the property re-raises a FAILED job's exception
+        "status": ret.status,
+        "task_name": ret.task_name,
+        "overrides": ret.overrides,
+        "working_dir": ret.working_dir,
+        "cfg": _plain(ret.cfg),
+        "cfg_flags": (OmegaConf.is_struct(ret.cfg), OmegaConf.is_readonly(ret.cfg), "hydra" in ret.cfg),
+        "hydra_cfg": _plain(ret.hydra_cfg),
+        "hydra_readonly": OmegaConf.is_readonly(ret.hydra_cfg.hydra),
+        "files": files,
+        "cwd_restored": os.getcwd() == cwd,
+        "hydra_config_restored": HydraConfig.instance().cfg is before,
+    }
+    os.chdir(cwd)
+    return _replace_deep(outcome, str(sweep_dir), "<dir>")
+
+
+def _replace_deep(value, old: str, new: str):
+    if isinstance(value, str):
+        return value.replace(old, new)
+    if isinstance(value, dict):
+        return {_replace_deep(k, old, new): _replace_deep(v, old, new) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_replace_deep(v, old, new) for v in value)
+    return value
+
+
+def _observing_task(cfg):
+    """What a task sees: its config resolved against HydraConfig, HydraConfig itself, the folder, env_set."""
+    import os
+
+    from hydra.core.hydra_config import HydraConfig
+
+    if cfg.seed == 13:
+        raise ValueError("seed 13 refused")
+    hc = HydraConfig.get()
+    return {
+        "resolved": OmegaConf.to_container(cfg, resolve=True),
+        "output_dir": hc.runtime.output_dir,
+        "num": hc.job.num,
+        "cwd": os.getcwd(),
+        "env": os.environ.get("LB_TEST_ENV"),
+        "struct": OmegaConf.is_struct(cfg),
+    }
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [],
+        ["hydra.job.chdir=true", "+hydra.job.env_set.LB_TEST_ENV=on"],
+        ["hydra.output_subdir=null"],
+        ["seed=13"],  # the task raises: FAILED, the exception returned
+    ],
+)
+def test_run_job_with_fewer_copies_returns_and_writes_what_hydras_does(extra, tmp_path):
+    """install() points the launchers at compose._run_job; on the same job it must return, write and leave
+    behind exactly what Hydra's own run_job does (the task resolving ${hydra:...} against the job's
+    folder)."""
+    import hydra._internal.core_plugins.basic_launcher as basic
+    import hydra.core.utils as hydra_utils
+
+    fast_compose.install()
+    assert hydra_utils.run_job is fast_compose._run_job is basic.run_job
+    overrides = [
+        "model=logreg",
+        "+extra.folder=${hydra:runtime.output_dir}",
+        "+extra.job=${hydra:job.num}",
+        *extra,
+    ]
+    hydras = _job_outcome(fast_compose._hydra_run_job, tmp_path, "hydra", overrides, _observing_task)
+    ours = _job_outcome(fast_compose._run_job, tmp_path, "ours", overrides, _observing_task)
+    assert ours == hydras
+    if extra == ["seed=13"]:
+        assert hydras["return_value"] == "ValueError('seed 13 refused')"
+    else:
+        seen = hydras["return_value"]
+        assert "'output_dir': '<dir>/3'" in seen and "'folder': '<dir>/3'" in seen and "'job': 3" in seen
+    assert bool(hydras["files"]) == ("hydra.output_subdir=null" not in extra)
