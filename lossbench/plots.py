@@ -1,7 +1,8 @@
 """The per-run confusion-matrix figure, a PNG drawn with Pillow.
 
 Every run of a sweep draws one, so it must cost milliseconds: matplotlib needs ~0.3 s for a 10-class matrix
-(mostly text layout), Pillow ~10 ms. The report's own figures (seaborn, matplotlib) are drawn once a sweep."""
+(mostly text layout), Pillow ~3 ms, and :func:`png_bytes` writes the PNG in ~3 ms more. The report's own
+figures (seaborn, matplotlib) are drawn once a sweep."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["MAX_ANNOTATED_CLASSES", "confusion_matrix_figure"]
+__all__ = ["MAX_ANNOTATED_CLASSES", "confusion_matrix_figure", "png_bytes"]
 
 # ColorBrewer "Blues" (9 classes), the anchors of matplotlib's Blues colormap: the same colours, no matplotlib
 _BLUES = np.array(
@@ -95,8 +96,39 @@ def confusion_matrix_figure(
     image = _draw(values, names, fmt=fmt, vmax=vmax, cbar_label=cbar_label, title=title)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    image.save(out, format="PNG", compress_level=1)  # the default level takes ~4x as long for ~1.3x smaller
+    out.write_bytes(png_bytes(np.asarray(image)))
     return out
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """An 8-bit RGB PNG of ``rgb`` (uint8, [H, W, 3]): rows unfiltered, deflated at zlib level 1.
+
+    A 10-class matrix (653 x 594 px) takes ~3 ms and ~68 kB, where Pillow's PNG writer, which tries its
+    row filters on every row, takes ~7 ms for ~57 kB even at its fastest level; the figure is mostly flat
+    colour, which deflate compresses well without filtering. Any PNG reader reads it (tests: Pillow and
+    matplotlib, pixel for pixel)."""
+    import struct
+    import zlib
+
+    rgb = np.asarray(rgb)
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3 or 0 in rgb.shape:
+        raise ValueError(f"png_bytes takes an [H, W, 3] RGB array of uint8; got {rgb.dtype} {rgb.shape}")
+    height, width, _ = rgb.shape
+    rows = np.zeros((height, 1 + 3 * width), dtype=np.uint8)  # each row: filter type 0 (none), then pixels
+    rows[:, 1:] = rgb.reshape(height, 3 * width)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    # IHDR: 8 bits per channel, colour type 2 (RGB), deflate, PNG's filter method (each row names its filter
+    # type: 0 here), no interlace
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows.tobytes(), 1))
+        + chunk(b"IEND", b"")
+    )
 
 
 def _blues(x: float) -> tuple[int, int, int]:

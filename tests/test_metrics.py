@@ -440,6 +440,49 @@ def test_confusion_matrix_png(tmp_path):
     assert raw.shape[0] > 0
 
 
+def test_png_bytes_decode_to_the_same_pixels():
+    """The confusion-matrix PNG is written by plots.png_bytes (unfiltered rows, zlib level 1): Pillow and
+    matplotlib read back exactly the pixels given, CRCs checked; odd sizes, flat and noisy rows alike."""
+    import io
+
+    from matplotlib.image import imread
+    from PIL import Image
+
+    from lossbench.plots import png_bytes
+
+    rng = np.random.default_rng(0)
+    for shape in [(37, 53, 3), (1, 1, 3), (600, 650, 3)]:
+        rgb = rng.integers(0, 256, size=shape, dtype=np.uint8)
+        rgb[: shape[0] // 2] = (8, 81, 156)  # flat rows
+        data = png_bytes(rgb)
+        Image.open(io.BytesIO(data)).verify()  # chunk CRCs and structure
+        img = Image.open(io.BytesIO(data))
+        assert img.mode == "RGB" and img.size == (shape[1], shape[0])
+        assert np.array_equal(np.asarray(img), rgb)
+        assert np.array_equal(np.round(imread(io.BytesIO(data), format="png") * 255).astype(np.uint8), rgb)
+    for bad in (np.zeros((4, 4)), np.zeros((4, 4, 4), dtype=np.uint8), np.zeros((0, 4, 3), dtype=np.uint8)):
+        with pytest.raises(ValueError, match=r"\[H, W, 3\] RGB array of uint8"):
+            png_bytes(bad)
+
+
+def test_confusion_matrix_file_holds_the_drawn_image(tmp_path):
+    from PIL import Image
+
+    from lossbench import plots
+
+    cm = np.array([[5, 1, 0], [2, 7, 1], [0, 0, 9]])
+    path = confusion_matrix_figure(cm, ["a", "b", "c"], tmp_path / "cm.png", title="t")
+    drawn = plots._draw(
+        cm / cm.sum(1, keepdims=True),
+        ["a", "b", "c"],
+        fmt=".2f",
+        vmax=1.0,
+        cbar_label="fraction of true class (row-normalised)",
+        title="t",
+    )
+    assert np.array_equal(np.asarray(Image.open(path)), np.asarray(drawn))
+
+
 def test_confusion_matrix_png_grows_with_classes(tmp_path):
     shapes = [_png(tmp_path, c)[1].shape for c in (3, 10, 25)]  # 25 > 20: annotations hidden
     heights, widths = [s[0] for s in shapes], [s[1] for s in shapes]
