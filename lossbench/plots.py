@@ -1,7 +1,7 @@
 """The per-run confusion-matrix figure, a PNG drawn with Pillow.
 
 Every run of a sweep draws one, so it must cost milliseconds: matplotlib needs ~0.3 s for a 10-class matrix
-(mostly text layout), Pillow ~3 ms, and :func:`png_bytes` writes the PNG in ~3 ms more. The report's own
+(mostly text layout), Pillow 3–7 ms, and :func:`png_bytes` writes the PNG in ~3 ms more. The report's own
 figures (seaborn, matplotlib) are drawn once a sweep."""
 
 from __future__ import annotations

@@ -34,7 +34,4 @@ def weighted_ce_weights(class_counts: Sequence[float] | None, weights: str | Seq
 
 
 # loss name -> its weights from (class_counts, **checked params)
-CLASS_WEIGHTS = {
-    "weighted_ce": lambda class_counts, weights: weighted_ce_weights(class_counts, weights),
-    "class_balanced": lambda class_counts, beta: class_balanced_weights(class_counts, beta),
-}
+CLASS_WEIGHTS = {"weighted_ce": weighted_ce_weights, "class_balanced": class_balanced_weights}
