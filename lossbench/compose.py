@@ -27,10 +27,10 @@ text through :func:`lossbench.config.to_yaml` (PyYAML's C emitter) instead of ``
 Hydra's ``run_job`` (every launcher's per-job set-up) deep-copies the job's config four times (~12 of its
 ~17 ms a job here): the ``hydra`` node for ``HydraConfig`` twice, the whole config for the task (``hydra``
 node included, then deleted) and ``HydraConfig``'s copy again for the job's return. :func:`_run_job` is the
-same function with one copy of each: ``HydraConfig``'s copy gets the job's output folder set in place instead
-of being copied anew, the task's copy skips the ``hydra`` node, and the return holds ``HydraConfig``'s copy
-(read-only; Hydra puts its previous config back after the job). Tests run both on the same jobs and compare
-everything a job returns and writes.
+same function with one copy: the task's, without the ``hydra`` node. ``HydraConfig`` and the job's return
+hold the job config's own ``hydra`` node (read-only; the job config is the job's alone, and Hydra puts its
+previous config back after the job). Tests run both on the same jobs and compare everything a job returns and
+writes.
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ def _run_job(
     configure_logging: bool = True,
 ):
     """Hydra 1.3's ``hydra.core.utils.run_job`` (MIT licence, Facebook, Inc. and its affiliates) with one deep
-    copy of each config instead of two (see the module docstring); everything else as Hydra does it."""
+    copy of the config instead of four (see the module docstring); everything else as Hydra does it."""
     import os
     from pathlib import Path
     from textwrap import dedent
@@ -152,8 +152,9 @@ def _run_job(
     hydra_config = HydraConfig.instance()
     orig_hydra_cfg = hydra_config.cfg
 
-    # init Hydra config for config evaluation
-    hydra_config.set_config(config)
+    # init Hydra config for config evaluation: HydraConfig holds this job's own hydra node (HydraConfig's
+    # set_config copies it; the job's config is this job's alone, composed for it by load_sweep_config)
+    _set_hydra_config(hydra_config, config)
 
     output_dir = str(OmegaConf.select(config, job_dir_key))
     if job_subdir_key is not None:
@@ -163,11 +164,9 @@ def _run_job(
         subdir = str(OmegaConf.select(config, job_subdir_key))
         output_dir = os.path.join(output_dir, subdir)
 
-    # update Hydra config: the same value on the config and on HydraConfig's copy of its hydra node (Hydra
-    # sets it on the config and copies the node again)
-    for runtime in (config.hydra.runtime, hydra_config.cfg.hydra.runtime):
-        with read_write(runtime), open_dict(runtime):
-            runtime.output_dir = os.path.abspath(output_dir)
+    # update Hydra config (HydraConfig holds the same node: Hydra sets the value, then copies the node again)
+    with read_write(config.hydra.runtime), open_dict(config.hydra.runtime):
+        config.hydra.runtime.output_dir = os.path.abspath(output_dir)
     _chdir = None
     try:
         ret = JobReturn()
@@ -178,7 +177,9 @@ def _run_job(
             del task_cfg["hydra"]
 
         ret.cfg = task_cfg
-        hydra_cfg = hydra_config.cfg  # read-only, and replaced (not changed) when the job ends
+        hydra_cfg = (
+            hydra_config.cfg
+        )  # the job's read-only hydra node; replaced (not changed) when the job ends
         ret.hydra_cfg = hydra_cfg
         overrides = OmegaConf.to_container(config.hydra.overrides.task)
         assert isinstance(overrides, list)
@@ -238,6 +239,22 @@ def _run_job(
         hydra_config.cfg = orig_hydra_cfg
         if _chdir:
             os.chdir(old_cwd)
+
+
+def _set_hydra_config(hydra_config, config) -> None:
+    """``HydraConfig.set_config(config)`` without its copy: HydraConfig's config holds the job config's own
+    (read-only) hydra node, its parent the job config, as set_config makes its copy's parent."""
+    from hydra.conf import HydraConf
+    from omegaconf import DictConfig, OmegaConf, flag_override
+
+    OmegaConf.set_readonly(config.hydra, True)
+    node = config._get_node("hydra")
+    assert issubclass(OmegaConf.get_type(config, "hydra"), HydraConf)
+    view = DictConfig({})
+    with flag_override(view, "no_deepcopy_set_nodes", True):
+        view["hydra"] = node
+    node._set_parent(config)
+    hydra_config.cfg = view
 
 
 def _save_config(cfg, filename: str, output_dir) -> None:
