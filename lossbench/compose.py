@@ -177,9 +177,8 @@ def _run_job(
             del task_cfg["hydra"]
 
         ret.cfg = task_cfg
-        hydra_cfg = (
-            hydra_config.cfg
-        )  # the job's read-only hydra node; replaced (not changed) when the job ends
+        # the job's read-only hydra node; HydraConfig's is replaced (not changed) when the job ends
+        hydra_cfg = hydra_config.cfg
         ret.hydra_cfg = hydra_cfg
         overrides = OmegaConf.to_container(config.hydra.overrides.task)
         assert isinstance(overrides, list)

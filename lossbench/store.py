@@ -91,6 +91,14 @@ class RunError(ValueError):
     """A write MLflow's store would refuse too (the experiment or run deleted, a param changed)."""
 
 
+def _require_active(con, table: str, key: str, value, refusal: str) -> None:
+    """Refuse, as MLflow's store does, a write to a run or experiment that is deleted or missing:
+    ``refusal`` followed by its state."""
+    row = con.execute(f"SELECT lifecycle_stage FROM {table} WHERE {key} = ?", (value,)).fetchone()
+    if row is None or row[0] != "active":
+        raise RunError(f"{refusal} ({'missing' if row is None else row[0]})")
+
+
 class RunWriter:
     """Writes runs into a SQLite MLflow store's tables as MLflow's SQLAlchemy store does, one transaction per
     call: a run created with its tags and params, then its metrics, params, tags and final status at once.
@@ -117,23 +125,22 @@ class RunWriter:
         except sqlite3.Error:
             return None
         try:
-            for table, columns in RUN_TABLES.items():
-                if {row[1] for row in con.execute(f"PRAGMA table_info({table})")} != columns:
-                    con.close()
-                    return None
+            known = all(
+                {row[1] for row in con.execute(f"PRAGMA table_info({table})")} == columns
+                for table, columns in RUN_TABLES.items()
+            )
             triggers = con.execute(
                 "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN (?, ?, ?, ?, ?)",
                 tuple(RUN_TABLES),
             ).fetchone()[0]
-            if triggers:
-                con.close()
-                return None
-            con.execute("PRAGMA foreign_keys = ON")
-            con.execute("PRAGMA case_sensitive_like = true")
+            if known and not triggers:
+                con.execute("PRAGMA foreign_keys = ON")
+                con.execute("PRAGMA case_sensitive_like = true")
+                return cls(con)
         except sqlite3.Error:
-            con.close()
-            return None
-        return cls(con)
+            pass
+        con.close()
+        return None
 
     @contextmanager
     def _transaction(self):
@@ -159,12 +166,8 @@ class RunWriter:
     ) -> None:
         """A RUNNING run with its tags (``mlflow.runName`` added) and params, in one transaction."""
         with self._transaction() as con:
-            row = con.execute(
-                "SELECT lifecycle_stage FROM experiments WHERE experiment_id = ?", (experiment_id,)
-            ).fetchone()
-            if row is None or row[0] != "active":
-                state = "missing" if row is None else row[0]
-                raise RunError(f"experiment {experiment_id} must be 'active' to create a run in it ({state})")
+            refusal = f"experiment {experiment_id} must be 'active' to create a run in it"
+            _require_active(con, "experiments", "experiment_id", experiment_id, refusal)
             con.execute(
                 "INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name, user_id, "
                 "status, start_time, end_time, source_version, lifecycle_stage, artifact_uri, experiment_id, "
@@ -192,10 +195,7 @@ class RunWriter:
         import math
 
         with self._transaction() as con:
-            row = con.execute("SELECT lifecycle_stage FROM runs WHERE run_uuid = ?", (run_id,)).fetchone()
-            if row is None or row[0] != "active":
-                state = "missing" if row is None else row[0]
-                raise RunError(f"run {run_id} must be in the 'active' state ({state})")
+            _require_active(con, "runs", "run_uuid", run_id, f"run {run_id} must be in the 'active' state")
             self._params(con, run_id, params)
             rows, latest = [], {}
             for key, value, timestamp, step in metrics:

@@ -263,10 +263,8 @@ class Tracker:
 
         from mlflow.entities import RunTag
         from mlflow.utils.uri import append_to_uri_path
-        from mlflow.utils.validation import _validate_batch_log_data, _validate_param_keys_unique
 
-        _, params, tag_list = _validate_batch_log_data([], params, [RunTag(k, v) for k, v in tags.items()])
-        _validate_param_keys_unique(params)
+        _, params, tag_list = _validated([], params, [RunTag(k, v) for k, v in tags.items()])
         run_id = uuid.uuid4().hex
         artifact_uri = append_to_uri_path(self._artifact_location, run_id, "artifacts")
         self._writer.create_run(
@@ -286,10 +284,7 @@ class Tracker:
         """Metrics, params and tags (MLflow entities), then the terminal status when given: one transaction in
         a local SQLite store's tables, else the client's log_batch calls and set_terminated."""
         if self._writer is not None:
-            from mlflow.utils.validation import _validate_batch_log_data, _validate_param_keys_unique
-
-            metrics, params, tags = _validate_batch_log_data(list(metrics), list(params), list(tags))
-            _validate_param_keys_unique(params)
+            metrics, params, tags = _validated(metrics, params, tags)
             self._writer.log(
                 run_id,
                 metrics=[(m.key, float(m.value), int(m.timestamp), int(m.step)) for m in metrics],
@@ -335,6 +330,15 @@ class Tracker:
                 folder / "confusion_matrix_test.png",
                 title="Test confusion matrix (row-normalised recall)",
             )
+
+
+def _validated(metrics, params, tags) -> tuple[list, list, list]:
+    """Metrics, params and tags as MLflow's store checks a log_batch (keys, lengths; long values cut)."""
+    from mlflow.utils.validation import _validate_batch_log_data, _validate_param_keys_unique
+
+    metrics, params, tags = _validate_batch_log_data(list(metrics), list(params), list(tags))
+    _validate_param_keys_unique(params)
+    return metrics, params, tags
 
 
 def _run_writer(uri: str):
