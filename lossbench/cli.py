@@ -74,12 +74,33 @@ def _sweep_info() -> dict | None:
     return read_sweep(hydra_cfg.sweep.dir)
 
 
+_exit_gc_skipped = False
+
+
+def skip_exit_gc() -> None:
+    """Have the interpreter's exit leave the objects still alive to the process's end (``gc.freeze`` in an
+    ``atexit`` handler) instead of running the cyclic garbage collector over all of them: with torch, MLflow,
+    scikit-learn and pandas loaded that takes 1.5-2.5 s here, after the run's last output. Nothing else about
+    the exit changes: the other ``atexit`` handlers (MLflow's, logging's flush and close, temporary folders'
+    clean-up) still run, files written with ``with`` are closed already, committed SQLite transactions are on
+    disk, and objects are still released by reference counting as modules are torn down (Python does not
+    promise to finalize objects still alive at exit anyway). For command entry points; idempotent."""
+    global _exit_gc_skipped
+    if not _exit_gc_skipped:
+        import atexit
+        import gc
+
+        atexit.register(gc.freeze)
+        _exit_gc_skipped = True
+
+
 def main() -> None:
     import hydra
 
     from lossbench.compose import install
     from lossbench.config import config_dir
 
+    skip_exit_gc()
     install()  # sweeps: jobs that share their config-group choices share one composition (lossbench.compose)
     hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")(_task)()
 

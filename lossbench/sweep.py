@@ -110,10 +110,14 @@ def _vectorise_seeds(config) -> bool:
 def _callback_in_worker() -> SweepCallback:
     """Unpickles a SweepCallback: in a launcher's worker process (joblib's loky workers, submitit's jobs) this
     is the first lossbench code to run, before the worker composes its job's config, so it installs
-    :mod:`lossbench.compose` there too (else every job is composed Hydra's way: ~0.25 s each)."""
+    :mod:`lossbench.compose` there too (else every job is composed Hydra's way: ~0.25 s each), and has the
+    worker's exit skip the garbage collector's last walk (``cli.skip_exit_gc``: the launching process waits
+    for its workers to exit)."""
+    from lossbench.cli import skip_exit_gc
     from lossbench.compose import install
 
     install()
+    skip_exit_gc()
     return SweepCallback()
 
 

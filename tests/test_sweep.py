@@ -84,13 +84,15 @@ def test_parallel_sweep_with_joblib_finishes_the_same_runs(tmp_path):
 
 def test_a_worker_unpickling_the_sweep_callback_gets_the_fast_composition():
     """joblib's and submitit's workers are fresh processes that unpickle the Hydra context (our callback in
-    it) before composing their job's config: the unpickling installs lossbench.compose there."""
+    it) before composing their job's config: the unpickling installs lossbench.compose there, and has the
+    worker's exit skip the garbage collector's last walk (the launching process waits for its workers)."""
     import pickle
 
     from lossbench.sweep import SweepCallback
 
     probe = (
-        "import pickle, sys\n"
+        "import atexit, gc, pickle, sys\n"
+        "atexit.register(lambda: print('frozen at exit:', gc.get_freeze_count() > 0))\n"
         "from hydra._internal.config_loader_impl import ConfigLoaderImpl as C\n"
         "before = C.load_sweep_config\n"
         "cb = pickle.loads(sys.stdin.buffer.read())\n"
@@ -104,7 +106,7 @@ def test_a_worker_unpickling_the_sweep_callback_gets_the_fast_composition():
         timeout=120,
     )
     assert out.returncode == 0, out.stderr.decode()[-2000:]
-    assert out.stdout.decode().split() == ["SweepCallback", "True", "True"]
+    assert out.stdout.decode().splitlines() == ["SweepCallback True True", "frozen at exit: True"]
 
 
 @pytest.mark.slow

@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     scope.add_argument("--sweep", default=None, help="one sweep, by its id (tag lossbench.sweep_id)")
     args = parser.parse_args(argv)
+    from lossbench.cli import skip_exit_gc
+
+    skip_exit_gc()
 
     logging.basicConfig(
         level=logging.INFO, format="[%(asctime)s][%(levelname)s] %(message)s", datefmt="%H:%M:%S"
