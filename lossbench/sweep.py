@@ -107,6 +107,22 @@ def _vectorise_seeds(config) -> bool:
     return subdir == "${hydra.job.num}" and "${seed}" not in body
 
 
+def launcher_advice(config, psutil_installed: bool | None = None) -> str | None:
+    """What to tell the user about their launcher before the sweep starts, if anything."""
+    target = str(config.hydra.launcher.get("_target_", ""))
+    if psutil_installed is None:
+        import importlib.util
+
+        psutil_installed = importlib.util.find_spec("psutil") is not None
+    if "hydra_joblib_launcher" in target and not psutil_installed:
+        return (
+            "psutil is not installed: joblib's workers will run a full garbage collection after every job "
+            "(~0.3 s each with torch and MLflow loaded): `pip install psutil` (in lossbench's `parallel` "
+            "extra)"
+        )
+    return None
+
+
 def _callback_in_worker() -> SweepCallback:
     """Unpickles a SweepCallback: in a launcher's worker process (joblib's loky workers, submitit's jobs) this
     is the first lossbench code to run, before the worker composes its job's config, so it installs
@@ -148,6 +164,9 @@ class SweepCallback(Callback):
             except ConfigError as e:
                 print(f"lossbench: error: {e}", file=sys.stderr)
                 sys.exit(2)
+        advice = launcher_advice(config)
+        if advice:
+            log.warning(advice)
         experiment = str(config.tracking.experiment)
         jobs = expand_jobs(config)
         sweep_dir = Path(config.hydra.sweep.dir)

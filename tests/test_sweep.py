@@ -109,6 +109,25 @@ def test_a_worker_unpickling_the_sweep_callback_gets_the_fast_composition():
     assert out.stdout.decode().splitlines() == ["SweepCallback True True", "frozen at exit: True"]
 
 
+def test_the_joblib_launcher_gets_psutil_or_a_warning():
+    """Without psutil, loky's workers run gc.collect() after every job (~0.3 s with torch and MLflow loaded);
+    with it they only measure their memory. The `parallel` extra brings it; a sweep without it says so."""
+    from hydra import compose, initialize_config_dir
+    from joblib.externals.loky import process_executor
+
+    from lossbench.config import config_dir
+    from lossbench.sweep import launcher_advice
+
+    assert process_executor._USE_PSUTIL  # this environment has the `parallel` extra installed
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        joblib = compose("config", overrides=["hydra/launcher=joblib"], return_hydra_config=True)
+        basic = compose("config", return_hydra_config=True)
+    advice = launcher_advice(joblib, psutil_installed=False)
+    assert advice.startswith("psutil is not installed: joblib's workers will run a full garbage collection")
+    assert launcher_advice(joblib) is None  # installed here
+    assert launcher_advice(basic, psutil_installed=False) is None
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("attempt", range(3))
 def test_parallel_sweep_on_a_fresh_store_loses_nothing(tmp_path, attempt):
