@@ -74,6 +74,12 @@ def sweep(
     }
 
 
+def outside(result: dict[str, float], workers: int, jobs: int) -> float:
+    """Worker time per job spent outside the fits while the jobs ran: what a launcher adds to each job (the
+    fits themselves vary by ~10% between runs of this VM, which moves the wall-time ratio more)."""
+    return (result["jobs"] * workers - result["fit_sum"]) / jobs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="4 jobs x 20 epochs")
@@ -133,6 +139,12 @@ def main() -> None:
             f"{one['jobs'] / par['jobs']:.2f}",
         ],
         ["  tail: last run ended -> exit (s)", f"{one['tail']:.2f}", f"{par['tail']:.2f}", ""],
+        [
+            "  outside the fits, per job: (jobs x workers - fits) / jobs (s)",
+            f"{outside(one, 1, jobs):.2f}",
+            f"{outside(par, args.n_jobs, jobs):.2f}",
+            "",
+        ],
         ["sum of train/fit_seconds (s)", f"{one['fit_sum']:.2f}", f"{par['fit_sum']:.2f}", ""],
         ["fit per job, mean (s)", f"{one['fit_mean']:.2f}", f"{par['fit_mean']:.2f}", ""],
         ["fit per job, shortest (s)", f"{one['fit_min']:.2f}", f"{par['fit_min']:.2f}", ""],
