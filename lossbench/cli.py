@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from functools import cache
 
 log = logging.getLogger("lossbench")
 
@@ -74,9 +75,7 @@ def _sweep_info() -> dict | None:
     return read_sweep(hydra_cfg.sweep.dir)
 
 
-_exit_gc_skipped = False
-
-
+@cache
 def skip_exit_gc() -> None:
     """Have the interpreter's exit leave the objects still alive to the process's end (``gc.freeze`` in an
     ``atexit`` handler) instead of running the cyclic garbage collector over all of them: with torch, MLflow,
@@ -84,14 +83,11 @@ def skip_exit_gc() -> None:
     the exit changes: the other ``atexit`` handlers (MLflow's, logging's flush and close, temporary folders'
     clean-up) still run, files written with ``with`` are closed already, committed SQLite transactions are on
     disk, and objects are still released by reference counting as modules are torn down (Python does not
-    promise to finalize objects still alive at exit anyway). For command entry points; idempotent."""
-    global _exit_gc_skipped
-    if not _exit_gc_skipped:
-        import atexit
-        import gc
+    promise to finalize objects still alive at exit anyway). For command entry points; registers once."""
+    import atexit
+    import gc
 
-        atexit.register(gc.freeze)
-        _exit_gc_skipped = True
+    atexit.register(gc.freeze)
 
 
 def main() -> None:

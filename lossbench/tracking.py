@@ -100,8 +100,8 @@ class Tracker:
         from mlflow.tracking import MlflowClient
 
         # mlflow installs its own handler on import; its and alembic's INFO lines (a store's schema creation
-        # and migrations) are noise here. Set once per process (the job logging config would reset every
-        # child logger of a logger it names at each job's start)
+        # and migrations) are noise here. Set here, not in hydra.job_logging: that would reset every child
+        # logger of a logger it names at each job's start
         logging.getLogger("mlflow").setLevel(logging.WARNING)
         logging.getLogger("alembic").setLevel(logging.WARNING)
 
