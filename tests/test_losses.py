@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import ast
+import importlib
+import json
 import math
+import pickle
 import re
 import subprocess
 import sys
@@ -20,12 +23,14 @@ from torch import nn
 from lossbench.losses import (
     LOSSES,
     InvalidLossParameterError,
+    LossModule,
     available_losses,
     build_loss,
     posthoc_logit_adjust,
     register_loss,
     validate_loss_params,
 )
+from lossbench.losses._validation import Real
 from lossbench.losses.ldam import ldam_loss
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -442,16 +447,75 @@ def test_probabilistic_metadata():
     ]
 
 
-def test_duplicate_registration_is_refused():
-    with pytest.raises(RuntimeError, match="'ce' is registered twice"):
-        register_loss("ce", summary="x", params={}, probabilistic=True)(lambda **kw: None)
+# ------------------------------------------------------------------------ registry: torch only on build
+TMP_LOSS = """
+from lossbench.losses._registry import register_loss
+from lossbench.losses._validation import Real, StrOptions
+
+KINDS = ("a", "b")
 
 
-# ------------------------------------------------------------------- registrations read without torch
+@register_loss("tmp_loss", summary="s", probabilistic=False, needs_class_counts=lambda p: p["kind"] == "b",
+               params={"kind": ("a", (StrOptions(set(KINDS)),)), "scale": (2, (Real(0.0, None),))})
+def _build(*, num_classes, class_counts, kind, scale):
+    import torch
+
+    return ("built", num_classes, class_counts, kind, scale, torch.__name__)
+"""
+
+
+def _loss_package(root: Path) -> tuple[str, Path]:
+    """A package ``lbtmp_<root>`` under ``root`` with the loss module ``mod.py`` (``TMP_LOSS``) and a private
+    ``_helper.py`` that fails when imported (discovery skips private modules); returns (name, folder)."""
+    package = f"lbtmp_{root.name.replace('-', '_')}"
+    (root / package).mkdir()
+    (root / package / "__init__.py").write_text("")
+    (root / package / "mod.py").write_text(TMP_LOSS)
+    (root / package / "_helper.py").write_text("raise ImportError('a private module was imported')\n")
+    return package, root / package
+
+
+def test_registry_imports_torch_only_when_a_loss_is_built(tmp_path):
+    """In a fresh process: importing the registry (every loss module), listing, validating and the config's
+    float params leave torch unimported, as does discovering a module added at runtime; building a loss
+    imports it, and the loss equals the hand value: z = 0, C = 3, gamma = 1 -> (1 - 1/3) log 3."""
+    package, folder = _loss_package(tmp_path)
+    code = f"""
+import json, sys
+sys.path.insert(0, {str(tmp_path)!r})
+import lossbench.config, lossbench.losses as L
+from lossbench.losses._registry import discover
+out = {{"names": L.available_losses(), "focal": L.validate_loss_params("focal", gamma=1),
+       "floats": lossbench.config.loss_float_params("focal"),
+       "modules": sorted(m for m in sys.modules if m.startswith("lossbench.losses.") and "._" not in m)}}
+out["discovered"] = discover({package!r}, [{str(folder)!r}])
+out["tmp"] = L.validate_loss_params("tmp_loss", kind="b")
+out["torch_before_build"] = "torch" in sys.modules
+loss_fn = L.build_loss("focal", num_classes=3, gamma=1)
+out["torch_after_build"] = "torch" in sys.modules
+import torch
+out["value"] = loss_fn(torch.zeros(2, 3), torch.tensor([0, 2])).item()
+print(json.dumps(out))
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.splitlines()[-1])
+    assert out["names"] == available_losses() and len(out["names"]) == len(list(CONF_LOSS.glob("*.yaml")))
+    assert out["focal"] == {"gamma": 1.0, "alpha": None} and out["floats"] == ["gamma"]
+    package_dir = ROOT / "lossbench" / "losses"
+    assert out["modules"] == sorted(f"lossbench.losses.{p.stem}" for p in package_dir.glob("[!_]*.py"))
+    assert out["discovered"] == [f"{package}.mod"]
+    assert out["tmp"] == {"kind": "b", "scale": 2.0}
+    assert out["torch_before_build"] is False
+    assert out["torch_after_build"] is True
+    assert out["value"] == pytest.approx(2 / 3 * math.log(3), rel=1e-6)
+
+
 def test_losses_validate_and_sklearn_runs_go_without_importing_torch():
-    """``discover`` reads the loss modules' registrations from source: validating every loss and whole
-    scikit-learn runs (class weights from weighted_ce and class_balanced included) never import torch (~2 s)
-    nor a loss module; building a loss imports its module."""
+    """Validating every loss and whole scikit-learn runs (class weights from weighted_ce and class_balanced
+    included) never import torch (~2 s)."""
     code = """
 import sys
 from tests.conftest import compose_cfg
@@ -464,40 +528,16 @@ results = [
                      "data.n_classes=3", "imbalance.ratio=5"]))
     for loss in ("logit_adjusted", "weighted_ce", "class_balanced")
 ]
-loaded = sorted(m for m in sys.modules if m.startswith("lossbench.losses.") and "._" not in m)
-print(len(L.LOSSES), sum(s.factory is None for s in L.LOSSES.values()), "torch" in sys.modules, loaded)
+print("torch" in sys.modules)
 print(" ".join(str(round(r.metrics["test/accuracy"], 6)) for r in results))
-L.build_loss("hinge", num_classes=3)
-print("torch" in sys.modules, L.LOSSES["hinge"].factory.__name__, L.LOSSES["squared_hinge"].factory.__name__,
-      sum(s.factory is None for s in L.LOSSES.values()))
 """
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300, check=False
     )
     assert proc.returncode == 0, proc.stderr
-    first, accuracy, after = proc.stdout.splitlines()[-3:]
-    n = len(available_losses())
-    assert first == f"{n} {n} False []"
+    torch_imported, accuracy = proc.stdout.splitlines()[-2:]
+    assert torch_imported == "False"
     assert all(0.5 < float(a) <= 1.0 for a in accuracy.split()) and len(accuracy.split()) == 3
-    assert after == f"True _build_hinge _build_squared_hinge {n - 2}"
-
-
-def test_every_loss_read_from_source_equals_its_registration_on_import():
-    for name in available_losses():
-        build_loss(name, num_classes=3, class_counts=[3, 2, 1])  # imports the module: the check runs there
-        spec = LOSSES[name]
-        assert spec.factory is not None and spec.factory.__name__ == spec.factory_name
-        assert spec.module == spec.factory.__module__
-
-
-def _loss_package(tmp_path, monkeypatch, source: str) -> str:
-    """A package ``<unique>.mod`` holding ``source``, importable; returns the module's dotted name."""
-    package = f"lbtmp_{tmp_path.name.replace('-', '_')}"
-    (tmp_path / package).mkdir()
-    (tmp_path / package / "__init__.py").write_text("")
-    (tmp_path / package / "mod.py").write_text(source)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    return f"{package}.mod"
 
 
 @pytest.fixture
@@ -512,58 +552,71 @@ def registry():
         del sys.modules[module]
 
 
-TMP_LOSS = """
-from lossbench.losses._registry import register_loss
-from lossbench.losses._validation import Real, StrOptions
-import math
-
-KINDS = ("a", "b")
-_PARAMS = {{"kind": ("a", (StrOptions(set(KINDS)),)), "scale": ({scale}, (Real(0.0, None),))}}
-
-
-@register_loss("tmp_read", summary="{summary}", params=_PARAMS, probabilistic=False,
-               needs_class_counts=lambda p: p["kind"] == "b")
-def _build(*, num_classes, class_counts, kind, scale):
-    return ("built", num_classes, kind, scale)
-"""
-
-
-def test_reading_follows_module_level_names_and_defers_the_import(tmp_path, monkeypatch, registry):
-    module = _loss_package(tmp_path, monkeypatch, TMP_LOSS.format(scale=2, summary="s"))
-    assert registry._read_module(module) is True
-    assert module not in sys.modules
-    spec = LOSSES["tmp_read"]
-    assert (spec.factory, dict(spec.params), spec.module, spec.factory_name) == (
-        None,
+def test_discover_registers_a_module_added_at_runtime(tmp_path, monkeypatch, registry):
+    package, folder = _loss_package(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert "tmp_loss" not in LOSSES
+    assert registry.discover(package, [str(folder)]) == [f"{package}.mod"]  # _helper.py is not imported
+    spec = LOSSES["tmp_loss"]
+    assert (spec.name, dict(spec.params), spec.probabilistic, spec.needs_class_counts) == (
+        "tmp_loss",
         {"kind": "a", "scale": 2.0},
-        module,
-        "_build",
+        False,
+        False,
     )
+    assert spec.factory is sys.modules[f"{package}.mod"]._build
     assert spec.requires_class_counts({"kind": "b", "scale": 1.0}) is True
-    with pytest.raises(InvalidLossParameterError, match="The 'kind' parameter of loss 'tmp_read' must be"):
-        validate_loss_params("tmp_read", kind="c")
-    assert build_loss("tmp_read", num_classes=2, class_counts=[1, 1], kind="b") == ("built", 2, "b", 2.0)
-    assert module in sys.modules and LOSSES["tmp_read"].factory.__name__ == "_build"
+    assert "tmp_loss" in available_losses()
+    with pytest.raises(InvalidLossParameterError, match="The 'kind' parameter of loss 'tmp_loss' must be"):
+        validate_loss_params("tmp_loss", kind="c")
+    with pytest.raises(ValueError, match=r"'tmp_loss' with parameters .* needs class_counts"):
+        build_loss("tmp_loss", num_classes=2, kind="b")
+    built = build_loss("tmp_loss", num_classes=2, class_counts=[1, 3], kind="b", scale=1)
+    assert built == ("built", 2, [1.0, 3.0], "b", 1.0, "torch")
 
 
-def test_a_registration_that_cannot_be_read_is_imported(tmp_path, monkeypatch, registry):
-    source = TMP_LOSS.format(scale="math.pi", summary="s")  # a call on an imported module: not read
-    module = _loss_package(tmp_path, monkeypatch, source)
-    assert registry._read_module(module) is False
-    assert "tmp_read" not in LOSSES
-    registry.discover(module.rsplit(".", 1)[0], [str(tmp_path / module.split(".")[0])])
-    assert module in sys.modules
-    assert LOSSES["tmp_read"].params["scale"] == pytest.approx(math.pi)
-    assert LOSSES["tmp_read"].factory is not None
+def test_duplicate_registration_is_refused():
+    with pytest.raises(RuntimeError, match=r"'ce' is registered twice: by .*cross_entropy\._build_ce and by"):
+        register_loss("ce", summary="x", params={}, probabilistic=True)(lambda **kw: None)
 
 
-def test_a_module_edited_after_it_was_read_is_refused_on_import(tmp_path, monkeypatch, registry):
-    module = _loss_package(tmp_path, monkeypatch, TMP_LOSS.format(scale=2, summary="old"))
-    assert registry._read_module(module) is True
-    path = tmp_path / module.replace(".", "/")
-    path.with_suffix(".py").write_text(TMP_LOSS.format(scale=3, summary="old"))
-    with pytest.raises(RuntimeError, match=r"'tmp_read': the registration read from .* differs from the one"):
-        build_loss("tmp_read", num_classes=2)
+def test_a_bad_default_is_refused_at_registration(registry):
+    with pytest.raises(InvalidLossParameterError, match="The 'gamma' parameter of loss 'tmp_bad' must be"):
+        register_loss(
+            "tmp_bad", summary="x", params={"gamma": (-1.0, (Real(0.0, None),))}, probabilistic=True
+        )
+    assert "tmp_bad" not in LOSSES
+
+
+@pytest.mark.parametrize(
+    ("module", "name"),
+    [
+        ("brier", "BrierLoss"),
+        ("cross_entropy", "CrossEntropy"),
+        ("focal", "FocalLoss"),
+        ("hinge", "MulticlassHingeLoss"),
+        ("ldam", "LDAMLoss"),
+        ("logit_adjusted", "LogitAdjustedLoss"),
+        ("mse", "SquareLoss"),
+    ],
+)
+def test_loss_classes_defined_on_first_access_are_plain_module_classes(module, name):
+    mod = importlib.import_module(f"lossbench.losses.{module}")
+    cls = getattr(mod, name)
+    assert issubclass(cls, LossModule) and getattr(mod, name) is cls
+    assert (cls.__module__, cls.__qualname__) == (mod.__name__, name)  # so pickle finds it
+    assert name in mod.__all__ and all(hasattr(mod, n) for n in mod.__all__)
+    with pytest.raises(AttributeError, match=f"module 'lossbench.losses.{module}' has no attribute 'Nope'"):
+        mod.Nope  # noqa: B018
+
+
+def test_a_built_loss_pickles_with_its_buffers_and_state():
+    loss_fn = build_loss("ldam", num_classes=3, class_counts=COUNTS, drw_start=0.5)
+    loss_fn.on_epoch_start(1, 2)
+    copy = pickle.loads(pickle.dumps(loss_fn))
+    assert type(copy) is type(loss_fn) and copy.drw_active is True
+    assert torch.equal(copy.drw_weights, loss_fn.drw_weights) and torch.equal(copy.margins, loss_fn.margins)
+    assert copy(Z, Y).item() == loss_fn(Z, Y).item()
 
 
 # --------------------------------------------------------------------------------------------- configs
@@ -578,7 +631,10 @@ def test_yaml_matches_registry_and_builds(name):
     cfg = OmegaConf.load(path)
     assert cfg.name == name
     params = {k: v for k, v in cfg.items() if k != "name"}
-    assert params == dict(LOSSES[name].params)
+    defaults = dict(LOSSES[name].params)
+    # same keys in the same order, same values of the same types (2 would pass for 2.0 otherwise)
+    assert list(params) == list(defaults), f"{path.name}: keys {list(params)}, registered {list(defaults)}"
+    assert {k: (type(v), v) for k, v in params.items()} == {k: (type(v), v) for k, v in defaults.items()}
     loss_fn = build_loss(cfg.name, num_classes=C, class_counts=COUNTS_R, **params)
     assert torch.isfinite(loss_fn(ZR.float(), YR))
 

@@ -4,13 +4,12 @@
 >>> loss_fn = build_loss("focal", num_classes=3, gamma=2.0)
 >>> loss = loss_fn(logits, target)  # logits [N, C] float, target [N] int64 -> 0-dim mean loss
 
-Every public module here registers its losses with ``@register_loss``; ``discover`` reads those
-registrations from the source, and a module is imported (with torch) when one of its losses is first built.
-A new loss is one module, one ``conf/loss/<name>.yaml`` and one test. Notation: z = logits, p = softmax(z),
-y = target, n_k = training count of class k, pi_k = n_k / sum(n).
+Every public module here registers its losses with ``@register_loss`` when imported, and ``discover`` imports
+them all. None of them imports torch until a loss is built: functions import it when called, and the
+``nn.Module`` classes are defined on first access through the module's ``__getattr__`` (PEP 562, see
+``_lazy``); ``LossModule`` below likewise. A new loss is one module, one ``conf/loss/<name>.yaml`` and one
+test. Notation: z = logits, p = softmax(z), y = target, n_k = training count of class k, pi_k = n_k / sum(n).
 """
-
-import importlib
 
 from ._registry import (
     LOSSES,
@@ -24,15 +23,16 @@ from ._registry import (
 )
 from ._validation import InvalidLossParameterError
 
-discover(__name__, __path__)  # reads the loss modules; torch is imported when a loss is first built
+discover(__name__, __path__)  # imports the loss modules (not torch): every loss is registered
 
-
-_ON_FIRST_USE = {"LossModule": "._base", "posthoc_logit_adjust": ".logit_adjusted"}  # these import torch
+from .logit_adjusted import posthoc_logit_adjust  # noqa: E402  (NumPy only; after the registrations)
 
 
 def __getattr__(name: str):
-    if name in _ON_FIRST_USE:
-        return getattr(importlib.import_module(_ON_FIRST_USE[name], __name__), name)
+    if name == "LossModule":  # the base class of the losses' nn.Modules: importing it imports torch
+        from ._base import LossModule
+
+        return LossModule
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -4,27 +4,22 @@ Modules are found by ``discover()``, so adding a loss is one module plus one ``c
 test; nothing here is edited.
 
 Validating a config needs a loss's parameters but not its torch code, and ``import torch`` costs ~2 s (every
-CLI call, every launcher worker, every scikit-learn-only run). So ``discover()`` *reads* each module instead
-of importing it: it evaluates the ``@register_loss(...)`` decorator calls from the source (with the constraint
-classes, literals and the module-level names they use), which registers every loss without its factory. The
-module itself is imported when a loss is first built; its decorators then attach the factories and are checked
-against what was read. A module whose decorators cannot be read that way is imported at discovery (correct,
-only slower; ``tests/test_losses.py`` checks every built-in module is read).
+CLI call, every launcher worker, every scikit-learn-only run). So a loss module imports without torch: its
+``@register_loss`` arguments use only the ``_validation`` constraint classes, its functions import torch when
+called, and its ``nn.Module`` classes are defined on first access (``_lazy``). ``discover()`` imports every
+module, which registers every loss with its factory; building a loss is what imports torch.
 """
 
 from __future__ import annotations
 
-import ast
 import difflib
 import importlib
-import importlib.util
 import pkgutil
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from . import _validation
 from ._validation import InvalidLossParameterError, check_class_counts, check_num_classes, check_param
 
 if TYPE_CHECKING:
@@ -37,6 +32,7 @@ __all__ = [
     "available_losses",
     "build_loss",
     "class_weights",
+    "discover",
     "register_loss",
     "validate_loss_params",
 ]
@@ -57,8 +53,7 @@ class LossSpec:
     needs_class_counts : True when ``build_loss`` with the *default* params needs ``class_counts``
         (``requires_class_counts(params)`` answers for given params, e.g. weighted_ce with explicit weights).
     probabilistic : True when ``softmax(logits)`` is the model's probability estimate under this loss.
-    module, factory_name : where the factory is (``module.factory_name``); ``factory`` is None until that
-        module is imported (``build_loss`` imports it).
+    factory : ``factory(num_classes=..., class_counts=..., **params) -> nn.Module``; it imports torch.
     """
 
     name: str
@@ -66,9 +61,7 @@ class LossSpec:
     params: Mapping[str, Any]
     needs_class_counts: bool
     probabilistic: bool
-    module: str
-    factory_name: str
-    factory: Callable[..., nn.Module] | None = field(repr=False, compare=False)
+    factory: Callable[..., nn.Module] = field(repr=False)
     constraints: Mapping[str, tuple[Any, ...]] = field(repr=False)
     counts_rule: Callable[[Mapping[str, Any]], bool] = field(repr=False, compare=False)
 
@@ -77,37 +70,8 @@ class LossSpec:
         return self.counts_rule(params)
 
 
-def _make_spec(
-    name: str,
-    *,
-    summary: str,
-    params: Mapping[str, tuple[Any, Sequence[Any]]],
-    probabilistic: bool,
-    needs_class_counts: bool | Callable[[Mapping[str, Any]], bool] = False,
-    module: str,
-    factory_name: str,
-    factory: Callable[..., nn.Module] | None,
-) -> LossSpec:
-    """The LossSpec of one ``register_loss(name, **kwargs)`` call (defaults checked by their constraints)."""
-    rule = needs_class_counts if callable(needs_class_counts) else (lambda _p, _v=needs_class_counts: _v)
-    constraints = {p: tuple(c) for p, (_, c) in params.items()}
-    defaults = {p: check_param(f"loss {name!r}", p, d, constraints[p], None) for p, (d, _) in params.items()}
-    return LossSpec(
-        name=name,
-        summary=summary,
-        params=MappingProxyType(defaults),
-        needs_class_counts=bool(rule(defaults)),
-        probabilistic=probabilistic,
-        module=module,
-        factory_name=factory_name,
-        factory=factory,
-        constraints=MappingProxyType(constraints),
-        counts_rule=rule,
-    )
-
-
-def _registered_twice(known: LossSpec) -> RuntimeError:
-    return RuntimeError(f"Loss {known.name!r} is registered twice ({known.module}.{known.factory_name}).")
+def _where(factory: Callable[..., Any]) -> str:
+    return f"{factory.__module__}.{factory.__qualname__}"
 
 
 def register_loss(
@@ -121,105 +85,41 @@ def register_loss(
     """Register ``factory(num_classes=..., class_counts=..., **params) -> nn.Module`` under ``name``.
 
     ``params`` maps each parameter to ``(default, constraints)``; a value is valid when it satisfies any
-    constraint (see ``_validation``). ``needs_class_counts`` may be a function of the validated params.
-    Keep the arguments to literals, constraint objects and module-level names, so ``discover`` can read them
-    without importing the module.
+    constraint (see ``_validation``), and each default is checked here. ``needs_class_counts`` may be a
+    function of the validated params. Runs when the loss module is imported, so it must not need torch.
     """
+    rule = needs_class_counts if callable(needs_class_counts) else (lambda _p, _v=needs_class_counts: _v)
+    constraints = {p: tuple(c) for p, (_, c) in params.items()}
+    defaults = {p: check_param(f"loss {name!r}", p, d, constraints[p], None) for p, (d, _) in params.items()}
 
     def decorator(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        spec = _make_spec(
-            name,
+        if name in _REGISTRY:
+            raise RuntimeError(
+                f"Loss {name!r} is registered twice: by {_where(_REGISTRY[name].factory)} and by "
+                f"{_where(factory)}. Rename one of them."
+            )
+        _REGISTRY[name] = LossSpec(
+            name=name,
             summary=summary,
-            params=params,
+            params=MappingProxyType(defaults),
+            needs_class_counts=bool(rule(defaults)),
             probabilistic=probabilistic,
-            needs_class_counts=needs_class_counts,
-            module=factory.__module__,
-            factory_name=factory.__qualname__,
             factory=factory,
+            constraints=MappingProxyType(constraints),
+            counts_rule=rule,
         )
-        known = _REGISTRY.get(name)
-        if known is None:
-            _REGISTRY[name] = spec
-        elif known.factory is None and (known.module, known.factory_name) == (spec.module, spec.factory_name):
-            if known != spec:  # the module changed since it was read, or the reading is wrong
-                raise RuntimeError(
-                    f"Loss {name!r}: the registration read from {spec.module}'s source ({known}) differs "
-                    f"from the one its import made ({spec}). Restart the process after editing a loss module."
-                )
-            _REGISTRY[name] = replace(known, factory=factory, counts_rule=spec.counts_rule)
-        else:
-            raise _registered_twice(known)
         return factory
 
     return decorator
 
 
-# names a decorator call may use when read from source (besides literals and module-level assignments)
-_READ_NAMES = {n: getattr(_validation, n) for n in ("ClassVector", "NoneValue", "Real", "StrOptions")}
-
-
-def _read_module(module: str) -> bool:
-    """Register the losses of ``module`` from its source without importing it; False when it cannot be read
-    that way (no source file, or a decorator argument that needs more than literals, constraint classes and
-    module-level assignments of those). Nothing is registered then."""
-    found = importlib.util.find_spec(module)
-    origin = getattr(found, "origin", None)
-    if not origin or not origin.endswith(".py"):
-        return False
-    with open(origin, encoding="utf-8") as f:
-        tree = ast.parse(f.read(), origin)
-    assigned = {
-        node.targets[0].id: node.value
-        for node in tree.body
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
-    }
-    calls = [
-        (fn.name, deco)
-        for fn in tree.body
-        if isinstance(fn, ast.FunctionDef)
-        for deco in fn.decorator_list
-        if isinstance(deco, ast.Call) and isinstance(deco.func, ast.Name) and deco.func.id == "register_loss"
-    ]
-    namespace: dict[str, Any] = {**_READ_NAMES, "register_loss": lambda name, **kwargs: (name, kwargs)}
-
-    def evaluate(node: ast.expr, seen: frozenset[str] = frozenset()) -> Any:
-        # module-level names the expression uses are evaluated first (e.g. hinge's _PARAMS uses VARIANTS)
-        for var in sorted({n.id for n in ast.walk(node) if isinstance(n, ast.Name)} - namespace.keys()):
-            if var in assigned and var not in seen:
-                namespace[var] = evaluate(assigned[var], seen | {var})
-        return eval(compile(ast.Expression(node), origin, "eval"), namespace)
-
-    specs = []
-    try:
-        for factory_name, call in calls:
-            name, kwargs = evaluate(call)
-            specs.append(_make_spec(name, **kwargs, module=module, factory_name=factory_name, factory=None))
-    except Exception:  # a name or expression the reading does not cover: import the module instead
-        return False
-    for spec in specs:
-        if spec.name in _REGISTRY:
-            raise _registered_twice(_REGISTRY[spec.name])
-        _REGISTRY[spec.name] = spec
-    return True
-
-
-def discover(package: str, path: Sequence[str]) -> None:
-    """Register the losses of every public module of the package: read from source, else imported."""
-    for info in sorted(pkgutil.iter_modules(path), key=lambda i: i.name):
-        if not info.name.startswith("_") and not _read_module(f"{package}.{info.name}"):
-            importlib.import_module(f"{package}.{info.name}")
-
-
-def _factory(spec: LossSpec) -> Callable[..., nn.Module]:
-    """The loss's factory, importing its module the first time."""
-    if spec.factory is None:
-        importlib.import_module(spec.module)
-        spec = _REGISTRY[spec.name]
-        if spec.factory is None:
-            raise RuntimeError(
-                f"Loss {spec.name!r}: importing {spec.module} did not register {spec.factory_name}."
-            )
-    return spec.factory
+def discover(package: str, path: Sequence[str]) -> list[str]:
+    """Import every public module (name not starting with ``_``) of ``package`` found on ``path``, which
+    registers its losses; return the modules' names, sorted."""
+    modules = sorted(f"{package}.{info.name}" for info in pkgutil.iter_modules(path) if info.name[0] != "_")
+    for module in modules:
+        importlib.import_module(module)
+    return modules
 
 
 def available_losses() -> list[str]:
@@ -289,7 +189,7 @@ def build_loss(
     tensor(0.7324)
     """
     spec, num_classes, counts, checked = _checked_call(name, num_classes, class_counts, params, "build_loss")
-    return _factory(spec)(num_classes=num_classes, class_counts=counts, **checked)
+    return spec.factory(num_classes=num_classes, class_counts=counts, **checked)
 
 
 def class_weights(

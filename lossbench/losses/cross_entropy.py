@@ -6,21 +6,27 @@
 With ``w = 1`` the denominator is N. With weights, the mean divides by the summed weight of the batch's
 targets, not by N, exactly as ``torch.nn.CrossEntropyLoss(weight=w)`` with reduction 'mean'; so a batch made
 only of one class gets the same loss whatever that class's weight, and weights act through the mix of classes.
+
+Imports without torch (see ``lossbench.losses``): the functions import it when called, and ``CrossEntropy`` is
+defined on first access (module ``__getattr__``, PEP 562).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
 from . import _weights
-from ._base import LossModule, check_inputs, class_weight_like
+from ._lazy import defined_on_first_access
 from ._registry import register_loss
 from ._validation import ClassVector, Real, StrOptions
 
-__all__ = ["CrossEntropy", "balanced_class_weights", "cross_entropy"]
+if TYPE_CHECKING:
+    import torch
+
+    from ._base import LossModule
+
+__all__ = ["CrossEntropy", "balanced_class_weights", "cross_entropy"]  # noqa: F822 (module __getattr__)
 
 
 def cross_entropy(
@@ -39,6 +45,11 @@ def cross_entropy(
     Returns:
         0-dim tensor, equal to ``F.cross_entropy(logits, target, weight, label_smoothing=eps)``.
     """
+    import torch
+    import torch.nn.functional as F
+
+    from ._base import class_weight_like
+
     log_p = F.log_softmax(logits, dim=1)
     nll = -log_p.gather(1, target[:, None]).squeeze(1)
     w = class_weight_like(weight, logits)
@@ -52,37 +63,51 @@ def cross_entropy(
 
 def balanced_class_weights(class_counts: Sequence[float]) -> torch.Tensor:
     """``w_k = n / (C * n_k)`` (scikit-learn's ``class_weight='balanced'``), float32 [C]."""
+    import torch
+
     return torch.from_numpy(_weights.balanced_class_weights(class_counts))
 
 
-class CrossEntropy(LossModule):
-    """Module form of :func:`cross_entropy`; ``weight`` is a buffer (``None`` for unweighted)."""
+def _torch_classes() -> dict[str, type]:
+    import torch
 
-    weight: torch.Tensor | None
+    from ._base import LossModule, check_inputs
 
-    def __init__(
-        self,
-        num_classes: int,
-        weight: Sequence[float] | torch.Tensor | None = None,
-        label_smoothing: float = 0.0,
-    ) -> None:
-        super().__init__(num_classes)
-        w = None if weight is None else torch.as_tensor(weight, dtype=torch.float32).clone()
-        self.register_buffer("weight", w)
-        self.label_smoothing = float(label_smoothing)
+    class CrossEntropy(LossModule):
+        """Module form of :func:`cross_entropy`; ``weight`` is a buffer (``None`` for unweighted)."""
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        check_inputs(logits, target, self.num_classes)
-        return cross_entropy(logits, target, self.weight, self.label_smoothing)
+        weight: torch.Tensor | None
 
-    def extra_repr(self) -> str:
-        return f"num_classes={self.num_classes}, weighted={self.weight is not None}, " + (
-            f"label_smoothing={self.label_smoothing}"
-        )
+        def __init__(
+            self,
+            num_classes: int,
+            weight: Sequence[float] | torch.Tensor | None = None,
+            label_smoothing: float = 0.0,
+        ) -> None:
+            super().__init__(num_classes)
+            w = None if weight is None else torch.as_tensor(weight, dtype=torch.float32).clone()
+            self.register_buffer("weight", w)
+            self.label_smoothing = float(label_smoothing)
+
+        def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            check_inputs(logits, target, self.num_classes)
+            return cross_entropy(logits, target, self.weight, self.label_smoothing)
+
+        def extra_repr(self) -> str:
+            return f"num_classes={self.num_classes}, weighted={self.weight is not None}, " + (
+                f"label_smoothing={self.label_smoothing}"
+            )
+
+    return {"CrossEntropy": CrossEntropy}
+
+
+__getattr__ = defined_on_first_access(__name__, _torch_classes, "CrossEntropy")
 
 
 @register_loss("ce", summary="Cross-entropy: -log p_y.", params={}, probabilistic=True)
-def _build_ce(*, num_classes: int, class_counts: list[float] | None) -> CrossEntropy:
+def _build_ce(*, num_classes: int, class_counts: list[float] | None) -> LossModule:
+    from .cross_entropy import CrossEntropy
+
     return CrossEntropy(num_classes)
 
 
@@ -100,7 +125,11 @@ def _build_ce(*, num_classes: int, class_counts: list[float] | None) -> CrossEnt
 )
 def _build_weighted_ce(
     *, num_classes: int, class_counts: list[float] | None, weights: str | list[float]
-) -> CrossEntropy:
+) -> LossModule:
+    import torch
+
+    from .cross_entropy import CrossEntropy
+
     return CrossEntropy(
         num_classes, weight=torch.from_numpy(_weights.weighted_ce_weights(class_counts, weights))
     )
@@ -114,5 +143,7 @@ def _build_weighted_ce(
 )
 def _build_label_smoothing(
     *, num_classes: int, class_counts: list[float] | None, smoothing: float
-) -> CrossEntropy:
+) -> LossModule:
+    from .cross_entropy import CrossEntropy
+
     return CrossEntropy(num_classes, label_smoothing=smoothing)

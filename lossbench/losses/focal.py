@@ -4,20 +4,26 @@
 
 ``gamma = 0`` and ``alpha = None`` is cross-entropy exactly. ``alpha`` weights are *not* renormalised: the
 mean is over N (unlike weighted_ce, which divides by the summed weights).
+
+Imports without torch (see ``lossbench.losses``): ``focal_loss`` imports it when called, and ``FocalLoss`` is
+defined on first access (module ``__getattr__``, PEP 562).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
-
-from ._base import LossModule, check_inputs, class_weight_like
+from ._lazy import defined_on_first_access
 from ._registry import register_loss
 from ._validation import ClassVector, NoneValue, Real
 
-__all__ = ["FocalLoss", "focal_loss"]
+if TYPE_CHECKING:
+    import torch
+
+    from ._base import LossModule
+
+__all__ = ["FocalLoss", "focal_loss"]  # noqa: F822 (module __getattr__)
 
 
 def focal_loss(
@@ -36,6 +42,11 @@ def focal_loss(
     Returns:
         0-dim tensor. Finite with finite gradients for any finite logits, also for ``gamma < 1``.
     """
+    import torch
+    import torch.nn.functional as F
+
+    from ._base import class_weight_like
+
     log_p = F.log_softmax(logits, dim=1)
     log_p_y = log_p.gather(1, target[:, None]).squeeze(1)
     loss = -log_p_y
@@ -52,22 +63,36 @@ def focal_loss(
     return loss.mean()
 
 
-class FocalLoss(LossModule):
-    """Module form of :func:`focal_loss`; ``alpha`` is a buffer (None when unweighted)."""
+def _torch_classes() -> dict[str, type]:
+    import torch
 
-    alpha: torch.Tensor | None
+    from ._base import LossModule, check_inputs
 
-    def __init__(self, num_classes: int, gamma: float = 2.0, alpha: Sequence[float] | None = None) -> None:
-        super().__init__(num_classes)
-        self.gamma = float(gamma)
-        self.register_buffer("alpha", None if alpha is None else torch.as_tensor(alpha, dtype=torch.float32))
+    class FocalLoss(LossModule):
+        """Module form of :func:`focal_loss`; ``alpha`` is a buffer (None when unweighted)."""
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        check_inputs(logits, target, self.num_classes)
-        return focal_loss(logits, target, self.gamma, self.alpha)
+        alpha: torch.Tensor | None
 
-    def extra_repr(self) -> str:
-        return f"num_classes={self.num_classes}, gamma={self.gamma}, weighted={self.alpha is not None}"
+        def __init__(
+            self, num_classes: int, gamma: float = 2.0, alpha: Sequence[float] | None = None
+        ) -> None:
+            super().__init__(num_classes)
+            self.gamma = float(gamma)
+            self.register_buffer(
+                "alpha", None if alpha is None else torch.as_tensor(alpha, dtype=torch.float32)
+            )
+
+        def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            check_inputs(logits, target, self.num_classes)
+            return focal_loss(logits, target, self.gamma, self.alpha)
+
+        def extra_repr(self) -> str:
+            return f"num_classes={self.num_classes}, gamma={self.gamma}, weighted={self.alpha is not None}"
+
+    return {"FocalLoss": FocalLoss}
+
+
+__getattr__ = defined_on_first_access(__name__, _torch_classes, "FocalLoss")
 
 
 @register_loss(
@@ -81,5 +106,7 @@ class FocalLoss(LossModule):
 )
 def _build_focal(
     *, num_classes: int, class_counts: list[float] | None, gamma: float, alpha: list[float] | None
-) -> FocalLoss:
+) -> LossModule:
+    from .focal import FocalLoss
+
     return FocalLoss(num_classes, gamma=gamma, alpha=alpha)

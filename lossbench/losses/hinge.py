@@ -6,17 +6,25 @@
                      (the sum of C binary hinges: what LinearSVC / SGDClassifier train for multiclass)
 
 Mean over N. Not probabilistic: softmax(z) is not a calibrated estimate under these losses.
+
+Imports without torch (see ``lossbench.losses``): the functions import it when called, and
+``MulticlassHingeLoss`` is defined on first access (module ``__getattr__``, PEP 562).
 """
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
-from ._base import LossModule, check_inputs
+from ._lazy import defined_on_first_access
 from ._registry import register_loss
 from ._validation import Real, StrOptions
 
-__all__ = ["MulticlassHingeLoss", "multiclass_hinge_loss"]
+if TYPE_CHECKING:
+    import torch
+
+    from ._base import LossModule
+
+__all__ = ["MulticlassHingeLoss", "multiclass_hinge_loss"]  # noqa: F822 (module __getattr__)
 
 VARIANTS = ("weston_watkins", "crammer_singer", "one_vs_rest")
 
@@ -32,6 +40,8 @@ def multiclass_hinge_loss(
 
     Returns a 0-dim tensor (mean over N).
     """
+    import torch
+
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}; got {variant!r}.")
     z_y = logits.gather(1, target[:, None])
@@ -48,23 +58,31 @@ def multiclass_hinge_loss(
     return per_sample.mean()
 
 
-class MulticlassHingeLoss(LossModule):
-    """Module form of :func:`multiclass_hinge_loss`."""
+def _torch_classes() -> dict[str, type]:
+    from ._base import LossModule, check_inputs
 
-    def __init__(
-        self, num_classes: int, variant: str = "weston_watkins", margin: float = 1.0, power: int = 1
-    ):
-        super().__init__(num_classes)
-        self.variant, self.margin, self.power = variant, float(margin), int(power)
+    class MulticlassHingeLoss(LossModule):
+        """Module form of :func:`multiclass_hinge_loss`."""
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        check_inputs(logits, target, self.num_classes)
-        return multiclass_hinge_loss(logits, target, self.variant, self.margin, self.power)
+        def __init__(
+            self, num_classes: int, variant: str = "weston_watkins", margin: float = 1.0, power: int = 1
+        ):
+            super().__init__(num_classes)
+            self.variant, self.margin, self.power = variant, float(margin), int(power)
 
-    def extra_repr(self) -> str:
-        return f"num_classes={self.num_classes}, variant={self.variant!r}, " + (
-            f"margin={self.margin}, power={self.power}"
-        )
+        def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            check_inputs(logits, target, self.num_classes)
+            return multiclass_hinge_loss(logits, target, self.variant, self.margin, self.power)
+
+        def extra_repr(self) -> str:
+            return f"num_classes={self.num_classes}, variant={self.variant!r}, " + (
+                f"margin={self.margin}, power={self.power}"
+            )
+
+    return {"MulticlassHingeLoss": MulticlassHingeLoss}
+
+
+__getattr__ = defined_on_first_access(__name__, _torch_classes, "MulticlassHingeLoss")
 
 
 _PARAMS = {
@@ -81,7 +99,9 @@ _PARAMS = {
 )
 def _build_hinge(
     *, num_classes: int, class_counts: list[float] | None, variant: str, margin: float
-) -> MulticlassHingeLoss:
+) -> LossModule:
+    from .hinge import MulticlassHingeLoss
+
     return MulticlassHingeLoss(num_classes, variant=variant, margin=margin, power=1)
 
 
@@ -93,5 +113,7 @@ def _build_hinge(
 )
 def _build_squared_hinge(
     *, num_classes: int, class_counts: list[float] | None, variant: str, margin: float
-) -> MulticlassHingeLoss:
+) -> LossModule:
+    from .hinge import MulticlassHingeLoss
+
     return MulticlassHingeLoss(num_classes, variant=variant, margin=margin, power=2)

@@ -5,21 +5,34 @@
 At test time predict ``argmax z`` (the adjustment lives only in the loss). For a model that cannot take the
 adjustment in its loss, :func:`posthoc_logit_adjust` gives the post-hoc variant: ``argmax(z - tau log pi)``.
 ``tau = 0`` is plain CE.
+
+Imports without torch (see ``lossbench.losses``): ``logit_adjusted_loss`` imports it when called,
+``posthoc_logit_adjust`` is NumPy only, and ``LogitAdjustedLoss`` is defined on first access (module
+``__getattr__``, PEP 562).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from ._base import LossModule, check_inputs
+from ._lazy import defined_on_first_access
 from ._registry import register_loss
 from ._validation import Real, check_class_counts, check_param
 from .cross_entropy import cross_entropy
 
-__all__ = ["LogitAdjustedLoss", "logit_adjusted_loss", "posthoc_logit_adjust"]
+if TYPE_CHECKING:
+    import torch
+
+    from ._base import LossModule
+
+__all__ = [
+    "LogitAdjustedLoss",  # noqa: F822 (module __getattr__)
+    "logit_adjusted_loss",
+    "posthoc_logit_adjust",
+]
 
 
 def _log_prior(class_counts: Sequence[float]) -> np.ndarray:
@@ -34,22 +47,32 @@ def logit_adjusted_loss(
     return cross_entropy(logits + tau * log_prior.to(device=logits.device, dtype=logits.dtype), target)
 
 
-class LogitAdjustedLoss(LossModule):
-    """Module form of :func:`logit_adjusted_loss`; ``log_prior`` (``log pi``) is a buffer."""
+def _torch_classes() -> dict[str, type]:
+    import torch
 
-    log_prior: torch.Tensor
+    from ._base import LossModule, check_inputs
 
-    def __init__(self, num_classes: int, class_counts: Sequence[float], tau: float = 1.0) -> None:
-        super().__init__(num_classes)
-        self.tau = float(tau)
-        self.register_buffer("log_prior", torch.as_tensor(_log_prior(class_counts), dtype=torch.float32))
+    class LogitAdjustedLoss(LossModule):
+        """Module form of :func:`logit_adjusted_loss`; ``log_prior`` (``log pi``) is a buffer."""
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        check_inputs(logits, target, self.num_classes)
-        return logit_adjusted_loss(logits, target, self.log_prior, self.tau)
+        log_prior: torch.Tensor
 
-    def extra_repr(self) -> str:
-        return f"num_classes={self.num_classes}, tau={self.tau}"
+        def __init__(self, num_classes: int, class_counts: Sequence[float], tau: float = 1.0) -> None:
+            super().__init__(num_classes)
+            self.tau = float(tau)
+            self.register_buffer("log_prior", torch.as_tensor(_log_prior(class_counts), dtype=torch.float32))
+
+        def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            check_inputs(logits, target, self.num_classes)
+            return logit_adjusted_loss(logits, target, self.log_prior, self.tau)
+
+        def extra_repr(self) -> str:
+            return f"num_classes={self.num_classes}, tau={self.tau}"
+
+    return {"LogitAdjustedLoss": LogitAdjustedLoss}
+
+
+__getattr__ = defined_on_first_access(__name__, _torch_classes, "LogitAdjustedLoss")
 
 
 def posthoc_logit_adjust(scores: np.ndarray, class_counts: Sequence[float], tau: float = 1.0) -> np.ndarray:
@@ -83,5 +106,7 @@ def posthoc_logit_adjust(scores: np.ndarray, class_counts: Sequence[float], tau:
     probabilistic=True,
     needs_class_counts=True,
 )
-def _build_logit_adjusted(*, num_classes: int, class_counts: list[float], tau: float) -> LogitAdjustedLoss:
+def _build_logit_adjusted(*, num_classes: int, class_counts: list[float], tau: float) -> LossModule:
+    from .logit_adjusted import LogitAdjustedLoss
+
     return LogitAdjustedLoss(num_classes, class_counts, tau=tau)

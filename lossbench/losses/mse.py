@@ -5,43 +5,60 @@ Trained with Square Loss vs Cross-Entropy in Classification Tasks").
 
 ``rescale_k = rescale_m = 1`` is ``F.mse_loss(z, onehot)``; the paper uses larger k, M for many classes.
 Not probabilistic: the logits regress the one-hot code, softmax(z) is not the model's probability.
+
+Imports without torch (see ``lossbench.losses``): the functions import it when called, and ``SquareLoss`` is
+defined on first access (module ``__getattr__``, PEP 562).
 """
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
-from ._base import LossModule, check_inputs
+from ._lazy import defined_on_first_access
 from ._registry import register_loss
 from ._validation import Real
 
-__all__ = ["SquareLoss", "square_loss"]
+if TYPE_CHECKING:
+    import torch
+
+    from ._base import LossModule
+
+__all__ = ["SquareLoss", "square_loss"]  # noqa: F822 (module __getattr__)
 
 
 def square_loss(
     logits: torch.Tensor, target: torch.Tensor, rescale_k: float = 1.0, rescale_m: float = 1.0
 ) -> torch.Tensor:
     """Rescaled square loss of logits ``[N, C]`` vs one-hot(target ``[N]``); returns a 0-dim tensor."""
+    import torch.nn.functional as F
+
     onehot = F.one_hot(target, logits.shape[1]).to(logits.dtype)
     sq = (logits - rescale_m * onehot).pow(2)
     sq = sq * (1 + (rescale_k - 1) * onehot)  # weight k on the target column only
     return sq.mean()
 
 
-class SquareLoss(LossModule):
-    """Module form of :func:`square_loss`."""
+def _torch_classes() -> dict[str, type]:
+    from ._base import LossModule, check_inputs
 
-    def __init__(self, num_classes: int, rescale_k: float = 1.0, rescale_m: float = 1.0) -> None:
-        super().__init__(num_classes)
-        self.rescale_k, self.rescale_m = float(rescale_k), float(rescale_m)
+    class SquareLoss(LossModule):
+        """Module form of :func:`square_loss`."""
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        check_inputs(logits, target, self.num_classes)
-        return square_loss(logits, target, self.rescale_k, self.rescale_m)
+        def __init__(self, num_classes: int, rescale_k: float = 1.0, rescale_m: float = 1.0) -> None:
+            super().__init__(num_classes)
+            self.rescale_k, self.rescale_m = float(rescale_k), float(rescale_m)
 
-    def extra_repr(self) -> str:
-        return f"num_classes={self.num_classes}, rescale_k={self.rescale_k}, rescale_m={self.rescale_m}"
+        def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            check_inputs(logits, target, self.num_classes)
+            return square_loss(logits, target, self.rescale_k, self.rescale_m)
+
+        def extra_repr(self) -> str:
+            return f"num_classes={self.num_classes}, rescale_k={self.rescale_k}, rescale_m={self.rescale_m}"
+
+    return {"SquareLoss": SquareLoss}
+
+
+__getattr__ = defined_on_first_access(__name__, _torch_classes, "SquareLoss")
 
 
 @register_loss(
@@ -55,5 +72,7 @@ class SquareLoss(LossModule):
 )
 def _build_mse(
     *, num_classes: int, class_counts: list[float] | None, rescale_k: float, rescale_m: float
-) -> SquareLoss:
+) -> LossModule:
+    from .mse import SquareLoss
+
     return SquareLoss(num_classes, rescale_k=rescale_k, rescale_m=rescale_m)
