@@ -1,0 +1,54 @@
+"""The front and back matter: what the report measures, from which runs, and the files that come with it."""
+
+from __future__ import annotations
+
+import time
+
+from lossbench import __version__
+from lossbench.report.document import B, Bullets, Code, Heading, Para
+from lossbench.report.sections.context import BASELINE, ReportContext
+from lossbench.report.sections.formatting import display_uri
+
+
+def intro(ctx: ReportContext) -> None:
+    exp = ctx.exp
+    scope = {"all": "every run of the experiment"}.get(
+        exp.scope, f"the latest sweep ({exp.sweeps[0].name})" if exp.sweeps else "the latest sweep"
+    )
+    ctx.doc.add(
+        Para(
+            [
+                "Which loss wins where, by how much, and how sure we are. Metric: ",
+                B(f"test {ctx.units.label}"),
+                f" ({'higher' if ctx.units.higher else 'lower'} is better), ",
+                "mean over seeds with a 95% Student-t interval; losses are compared seed by seed "
+                "(same split and test set). Runs: ",
+                scope,
+                f", {len(ctx.runs)} finished runs with the metric, from ",
+                Code(display_uri(exp.uri)),
+                f". Built {time.strftime('%Y-%m-%d %H:%M')} by lossbench {__version__}. Rebuild: ",
+                Code(f"python -m lossbench.report --experiment {exp.name}"),
+                ".",
+            ]
+        )
+    )
+
+
+def files(ctx: ReportContext) -> None:
+    ctx.doc.add(Heading("Files"))
+    ctx.doc.add(
+        Bullets(
+            [
+                [Code("summary.csv"), ": one row per setting and loss (seeds, mean, std, 95% CI, rank)."],
+                [
+                    Code("comparisons.csv"),
+                    f": every loss against {BASELINE} (paired differences, Wilcoxon p, Holm p).",
+                ],
+                [Code("figures/"), ": the PNG figures above."],
+                [
+                    "Browse the runs: ",
+                    Code(f"mlflow ui --backend-store-uri {display_uri(ctx.exp.uri)}"),
+                ],
+            ]
+        )
+    )

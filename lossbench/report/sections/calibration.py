@@ -1,0 +1,67 @@
+"""Calibration: test ECE against the imbalance ratio, and reliability diagrams at the largest ratio."""
+
+from __future__ import annotations
+
+from lossbench.report import figures as fig
+from lossbench.report import stats
+from lossbench.report.document import Heading, Para
+from lossbench.report.load import finished
+from lossbench.report.sections.context import ReportContext
+
+
+def calibration(ctx: ReportContext, client) -> None:
+    """``client``: the MLflow client the reliability bins (run artifacts) are read with."""
+    ctx.doc.add(Heading("Calibration"))
+    ece_runs = finished(ctx.exp.runs, "test/ece")
+    if ece_runs.empty:
+        ctx.doc.add(Para(["No run logged probabilities, so there is no calibration to show."]))
+        return
+    table = stats.summarize(ece_runs, "test/ece", False, ctx.axes)
+    ctx.figure(
+        fig.lines_with_bands(
+            table,
+            "ratio",
+            ctx.facets,
+            ctx.colours,
+            ctx.figures_dir / "ece_vs_ratio.png",
+            ylabel="test ECE (lower is better)",
+            xlabel="imbalance ratio ρ (log scale)",
+            clip=(0.0, 1.0),
+        ),
+        "ECE against the imbalance ratio",
+        "Expected calibration error (15 bins) against ρ; band = 95% CI over seeds.",
+    )
+    largest = max(ctx.ratios)
+    main = ctx.main_losses()
+    chosen = ece_runs[(ece_runs["ratio"] == largest) & ece_runs["loss"].isin(main)]
+    diagrams = {}
+    for (model, loss), group in chosen.groupby(["model", "loss"]):
+        bins = [
+            b
+            for b in (
+                _reliability(client, r, uri)
+                for r, uri in zip(group["run_id"], group["artifact_uri"], strict=True)
+            )
+            if b
+        ]
+        if bins:
+            diagrams[(model, loss)] = stats.pooled_reliability(bins)
+    ordered = {k: diagrams[k] for loss in main for k in sorted(diagrams) if k[1] == loss}
+    ctx.figure(
+        fig.reliability(
+            ordered,
+            ctx.colours,
+            ctx.figures_dir / "reliability.png",
+            f"Reliability at ρ = {largest:g}, pooled over seeds",
+        ),
+        "reliability diagrams",
+        "Accuracy per confidence bin against the diagonal of perfect calibration; "
+        "bars under the diagonal are over-confident.",
+    )
+
+
+def _reliability(client, run_id: str, artifact_uri: str | None) -> dict | None:
+    from lossbench.report.load import read_json_artifact
+    from lossbench.tracking import RELIABILITY_ARTIFACT
+
+    return read_json_artifact(client, run_id, artifact_uri, RELIABILITY_ARTIFACT)
