@@ -1,26 +1,27 @@
 """The ``python -m lossbench`` entry point: a thin Hydra shell around :func:`lossbench.pipeline.run`.
 
-It owns tracking: validate -> prepare data -> create the MLflow run -> train and evaluate -> log.
+A single run owns its tracking: validate -> prepare data -> open the store -> create the MLflow run -> train
+and evaluate -> log. Jobs of a sweep go to :func:`lossbench.sweep.run_job`. Every error a user can cause ends
+in one ``lossbench: error: ...`` line and a non-zero exit; a traceback goes to ``traceback.txt`` (the run's
+artifacts and the run folder), never to the console.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from functools import cache
 
 log = logging.getLogger("lossbench")
 
 
-def _fail(message: str, code: int = 2) -> None:
+def fail(message: str, code: int = 2) -> None:
+    """Print the one-line error and exit (2: the command was refused; 1: a run failed)."""
     print(f"lossbench: error: {message}", file=sys.stderr)
     sys.exit(code)
 
 
 def _task(cfg) -> float | None:
     from lossbench.config import to_container
-    from lossbench.errors import ConfigError
-    from lossbench.pipeline import execute, prepare
 
     c = to_container(cfg)
     sweep = _sweep_info()
@@ -30,26 +31,39 @@ def _task(cfg) -> float | None:
         from lossbench.sweep import run_job
 
         return run_job(c, HydraConfig.get(), sweep)
+    return _single_run(c)
+
+
+def _single_run(c: dict) -> float:
+    from lossbench.config import fingerprint
+    from lossbench.errors import ConfigError
+    from lossbench.pipeline import execute, prepare
+
     try:
         prepared = prepare(c)  # every value and the data-dependent limits are checked before any run exists
-    except ConfigError as e:
-        _fail(str(e))
+        from lossbench.tracking import Tracker, check_store, tracking_uri
 
-    from lossbench.tracking import Tracker, check_reachable, tracking_uri
-
-    uri = tracking_uri(c["tracking"]["uri"])
-    try:
-        check_reachable(uri)
+        uri = tracking_uri(c["tracking"]["uri"])
+        check_store(uri)
+        tracker = Tracker(uri, c["tracking"]["experiment"])
     except ConfigError as e:
-        _fail(str(e))
-    tracker = Tracker(uri, c["tracking"]["experiment"])
+        fail(str(e))
+    for run_id, reason in tracker.settle_interrupted(fingerprint(c)):
+        log.warning("run %s was left RUNNING by a process that is gone: marked KILLED (%s)", run_id, reason)
     run_id = tracker.start(c)
     try:
         result = execute(prepared)
     except BaseException as e:
-        tracker.fail(run_id, e)
-        raise
-    tracker.finish(run_id, result)
+        tracker.fail(run_id, c, e)
+        if not isinstance(e, Exception):
+            raise  # Ctrl-C: the run is KILLED; Python reports the interruption
+        where = _keep_traceback(e)
+        fail(
+            f"run {run_id} FAILED: {type(e).__name__}: {e} (the traceback is in the run's traceback.txt "
+            f"artifact{' and in ' + where if where else ''})",
+            code=1,
+        )
+    tracker.finish(run_id, c, result)
     m = result.metrics
     log.info(
         "test: balanced accuracy %.4f, accuracy %.4f, macro-F1 %.4f%s",
@@ -60,6 +74,22 @@ def _task(cfg) -> float | None:
     )
     log.info("MLflow run %s in experiment '%s' at %s  (browse: mlflow ui)", run_id, tracker.experiment, uri)
     return m["test/balanced_accuracy"]
+
+
+def _keep_traceback(error: BaseException) -> str | None:
+    """Write the traceback into the run's Hydra folder; its path, or None when there is none."""
+    import traceback
+    from pathlib import Path
+
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        folder = Path(HydraConfig.get().runtime.output_dir)
+        path = folder / "traceback.txt"
+        path.write_text("".join(traceback.format_exception(type(error), error, error.__traceback__)))
+    except (OSError, ValueError):
+        return None
+    return str(path)
 
 
 def _sweep_info() -> dict | None:
@@ -75,30 +105,33 @@ def _sweep_info() -> dict | None:
     return read_sweep(hydra_cfg.sweep.dir)
 
 
-@cache
-def skip_exit_gc() -> None:
-    """Have the interpreter's exit leave the objects still alive to the process's end (``gc.freeze`` in an
-    ``atexit`` handler) instead of running the cyclic garbage collector over all of them: with torch, MLflow,
-    scikit-learn and pandas loaded that takes 1.5-2.5 s here, after the run's last output. Nothing else about
-    the exit changes: the other ``atexit`` handlers (MLflow's, logging's flush and close, temporary folders'
-    clean-up) still run, files written with ``with`` are closed already, committed SQLite transactions are on
-    disk, and objects are still released by reference counting as modules are torn down (Python does not
-    promise to finalize objects still alive at exit anyway). For command entry points; registers once."""
-    import atexit
-    import gc
+def register_plugins() -> None:
+    """Make lossbench's sweeper and launcher known to Hydra. Installed from a wheel they live in
+    site-packages/hydra_plugins/lossbench/ and Hydra's scan finds them; an editable install maps that package
+    onto lossbench/plugins/, which the scan (pkgutil over the namespace's folders) cannot see, so they are
+    registered by name as well (``Plugins.register``, Hydra's public call for it; once is enough)."""
+    from hydra.core.plugins import Plugins
+    from hydra_plugins.lossbench.launcher import LossbenchLauncher
+    from hydra_plugins.lossbench.sweeper import LossbenchSweeper
 
-    atexit.register(gc.freeze)
+    plugins = Plugins.instance()
+    for plugin in (LossbenchSweeper, LossbenchLauncher):
+        plugins.register(plugin)
 
 
 def main() -> None:
     import hydra
 
-    from lossbench.compose import install
     from lossbench.config import config_dir
+    from lossbench.runtime import skip_exit_gc
 
     skip_exit_gc()
-    install()  # sweeps: jobs that share their config-group choices share one composition (lossbench.compose)
+    register_plugins()
     hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")(_task)()
+    from lossbench.sweep.run import exit_code
+
+    if exit_code():
+        sys.exit(exit_code())  # a sweep with failed jobs, or whose report could not be built
 
 
 if __name__ == "__main__":

@@ -12,3 +12,13 @@ class ConfigError(ValueError):
         if hint:
             message += f" {hint}"
         super().__init__(message)
+
+
+class CommandError(ValueError):
+    """A command cannot run as given (a message already in the one-line form, e.g. Hydra's own words)."""
+
+
+def one_line(error: BaseException) -> str:
+    """An error's message on one line (Hydra's composition errors span several)."""
+    text = " ".join(part.strip() for part in str(error).strip().splitlines() if part.strip())
+    return text or type(error).__name__

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -52,11 +52,10 @@ def evaluate(model, X: np.ndarray, y: np.ndarray, num_classes: int, minority: li
 
 
 @dataclass
-class Prepared:
-    """A validated config with its data split, imbalanced and rebalanced: all checked, nothing trained."""
+class Split:
+    """A dataset split, with the training split imbalanced and rebalanced: what a model is fitted on and
+    evaluated with. It depends only on the config's :data:`SPLIT_KEYS`."""
 
-    cfg: dict
-    realisation: str
     dataset: object
     X_fit: np.ndarray  # the training split after imbalance and rebalancing: what the model is fitted on
     y_fit: np.ndarray
@@ -67,17 +66,52 @@ class Prepared:
     class_counts: dict[str, list[int]]
 
 
+@dataclass
+class Prepared(Split):
+    """A validated config with its data split, imbalanced and rebalanced: all checked, nothing trained."""
+
+    cfg: dict
+    realisation: str
+
+
+SPLIT_KEYS = ("data", "split", "seed", "imbalance", "rebalance")
+_SPLITS: dict[str, Split] = {}
+_MAX_SPLITS = 8  # a sweep's jobs of one process mostly share a few (ratio, seed) splits
+
+
+def split_key(c: dict) -> str:
+    import json
+
+    return json.dumps({k: c.get(k) for k in SPLIT_KEYS}, sort_keys=True, default=str)
+
+
 def prepare(cfg) -> Prepared:
-    """Validate, load, split, imbalance and rebalance. Raises ConfigError before any training."""
+    """Validate, load, split, imbalance and rebalance. Raises ConfigError before any training.
+
+    The split is computed once per process for each distinct :data:`SPLIT_KEYS` part of the config (the
+    jobs of a sweep that differ only by model, loss or training settings share it); nothing downstream
+    writes into its arrays."""
     from lossbench.compat import check_config
     from lossbench.config import to_container
-    from lossbench.data import load_dataset
-    from lossbench.imbalance import apply_imbalance, balance_indices, stratified_split
-    from lossbench.rebalance import resample
 
     c = to_container(cfg)
     validate(c)
     realisation = check_config(c)
+    key = split_key(c)
+    split = _SPLITS.get(key)
+    if split is None:
+        split = _make_split(c)
+        while len(_SPLITS) >= _MAX_SPLITS:
+            _SPLITS.pop(next(iter(_SPLITS)))
+        _SPLITS[key] = split
+    return Prepared(**{f.name: getattr(split, f.name) for f in fields(Split)}, cfg=c, realisation=realisation)
+
+
+def _make_split(c: dict) -> Split:
+    from lossbench.data import load_dataset
+    from lossbench.imbalance import apply_imbalance, balance_indices, stratified_split
+    from lossbench.rebalance import resample
+
     seed, imb = int(c["seed"]), c["imbalance"]
     dataset = load_dataset(c["data"])
     C, y = dataset.num_classes, dataset.y
@@ -103,9 +137,7 @@ def prepare(cfg) -> Prepared:
         "val": np.bincount(y[split.val], minlength=C).tolist(),
         "test": np.bincount(y[test_idx], minlength=C).tolist(),
     }
-    return Prepared(
-        c, realisation, dataset, X_fit, y_fit, X[split.val], y[split.val], X[test_idx], y[test_idx], counts
-    )
+    return Split(dataset, X_fit, y_fit, X[split.val], y[split.val], X[test_idx], y[test_idx], counts)
 
 
 def _effective_loss(c: dict, backend: str, counts: list[int]) -> tuple[dict, np.ndarray | None]:

@@ -1,22 +1,39 @@
-"""MLflow at the edge: the only module that imports mlflow. Everything a run logs, in batched calls; on a
-local SQLite store, a run's records go straight into MLflow's run tables, one transaction per call
-(:class:`lossbench.store.RunWriter`, checked by MLflow's own validators)."""
+"""MLflow at the edge: the only module that writes to MLflow, through its public client.
+
+A run is created synchronously (its id and fingerprint exist at once, so concurrent sweeps can tell who
+claimed a config); everything else it logs (params, metrics, curves, tags, artifacts, the final status) is
+handed to one writer thread per process, :class:`Writes`, which makes the client's calls in submission order
+and sets a run FINISHED only after all its values and files are stored. A sweep job therefore returns before
+its writes are done, and the next job's fit overlaps them; the launcher waits for them (:func:`wait_all`)
+before a sweep counts its jobs, and a single run waits before it reports.
+
+MLflow's own asynchronous mode (``log_batch(synchronous=False)``) does not pay here: ``set_terminated`` shuts
+its queue down and waits for its worker's one-second poll, ~1 s a run (measured with MLflow 3.17).
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import queue
 import subprocess
 import tempfile
+import threading
 import time
 import traceback
-from contextlib import contextmanager
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
 from lossbench import __version__
-from lossbench.config import fingerprint, flatten, to_container, to_yaml
-from lossbench.store import local_artifact_dir, query
+from lossbench.artifacts import RELIABILITY_ARTIFACT, TRACEBACK_ARTIFACT, write_config, write_predictions  # noqa: F401
+from lossbench.config import fingerprint, flatten, to_container
+from lossbench.runtime import identity, is_gone
+from lossbench.store import query
+
+log = logging.getLogger("lossbench")
 
 DEFAULT_DB = "mlflow.db"
 TAG_FINGERPRINT = "lossbench.fingerprint"
@@ -27,10 +44,10 @@ TAG_REALISATION = "lossbench.realisation"
 TAG_PROBA = "lossbench.probability_metrics"
 TAG_SWEEP_ID = "lossbench.sweep_id"
 TAG_ROLE = "lossbench.role"
-RELIABILITY_ARTIFACT = "reliability_test.json"
 SWEEP_JOBS_ARTIFACT = "sweep_jobs.json"
+IDENTITY_TAGS = ("lossbench.host", "lossbench.pid", "lossbench.process_start")
 
-_MAX_PARAMS, _MAX_METRICS, _MAX_ENTITIES = 100, 1000, 1000  # MLflow's limits per log_batch call
+_MAX_PARAMS, _MAX_TAGS, _MAX_ENTITIES = 100, 100, 1000  # MLflow's limits per log_batch call
 
 
 def tracking_uri(configured: str | None = None) -> str:
@@ -54,14 +71,24 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def check_reachable(uri: str, timeout: float = 10.0) -> None:
-    """Fail fast, naming the URI, when the tracking store cannot be reached (before any training)."""
+# the tracking stores MLflow's client opens (a database URI may name its driver: postgresql+psycopg2://)
+_DATABASES = ("sqlite", "postgresql", "mysql", "mssql")
+_STORE_HINT = (
+    "Give sqlite:///path/to/mlflow.db, the http(s):// address of an mlflow server, or a database URI "
+    "(postgresql://, mysql://, mssql://)."
+)
+
+
+def check_store(uri: str, timeout: float = 10.0, *, key: str = "tracking.uri") -> None:
+    """Fail fast, naming the URI, when it is not a tracking store lossbench can write to or when the store
+    cannot be reached (a server gets ``timeout`` seconds to answer its health check): before any training."""
     from urllib.parse import urlparse
 
     from lossbench.errors import ConfigError
 
     parsed = urlparse(uri)
-    if parsed.scheme in ("http", "https"):
+    scheme = parsed.scheme.split("+", 1)[0].lower()
+    if scheme in ("http", "https"):
         import urllib.error
         import urllib.request
 
@@ -70,15 +97,54 @@ def check_reachable(uri: str, timeout: float = 10.0) -> None:
         except (urllib.error.URLError, OSError, ValueError) as e:
             reason = getattr(e, "reason", e)
             raise ConfigError(
-                "tracking.uri",
+                key,
                 uri,
                 f"the MLflow server cannot be reached ({reason})",
                 "Start it (mlflow server ...) or point tracking.uri / MLFLOW_TRACKING_URI elsewhere.",
             ) from e
-    elif parsed.scheme == "sqlite":
-        path = Path(uri.removeprefix("sqlite:///"))
-        if not path.parent.is_dir():
-            raise ConfigError("tracking.uri", uri, f"the folder {path.parent} does not exist")
+    elif scheme == "sqlite":
+        path = uri.split("://", 1)[1].removeprefix("/").split("?", 1)[0]
+        if not path or path == ":memory:":
+            raise ConfigError(
+                key, uri, "an in-memory SQLite store keeps nothing after the process", _STORE_HINT
+            )
+        if not Path(path).parent.is_dir():
+            raise ConfigError(key, uri, f"the folder {Path(path).parent} does not exist")
+    elif scheme in _DATABASES or scheme == "databricks":
+        pass  # the client's own connection error is reported when the store is opened (Tracker)
+    elif scheme in ("", "file") or len(scheme) == 1:  # a bare path (C:\\ on Windows) or file://
+        if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() not in ("1", "true", "yes"):
+            raise ConfigError(
+                key,
+                uri,
+                "not a tracking store URI (MLflow reads a bare path as its file store, which it no longer "
+                "opens unless MLFLOW_ALLOW_FILE_STORE=true)",
+                _STORE_HINT,
+            )
+    else:
+        raise ConfigError(
+            key, uri, f"MLflow has no tracking store for the scheme {parsed.scheme!r}", _STORE_HINT
+        )
+
+
+def check_experiment_name(name: object, *, key: str = "tracking.experiment") -> str:
+    """An MLflow experiment name: a non-empty string without surrounding blanks (folders use
+    :func:`lossbench.paths.dirname` of it)."""
+    from lossbench.errors import ConfigError
+
+    if not isinstance(name, str) or not name.strip() or name != name.strip() or len(name) > 500:
+        raise ConfigError(
+            key, name, "must be a non-empty name without leading or trailing blanks, at most 500 characters"
+        )
+    return name
+
+
+def store_error(uri: str, error: Exception, *, key: str = "tracking.uri"):
+    """The one-line ConfigError for an error MLflow raised while opening or reading the store."""
+    from lossbench.errors import ConfigError
+
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return ConfigError(key, uri, f"MLflow could not use this store ({type(error).__name__}: {first[:300]})")
 
 
 def run_name(cfg: dict) -> str:
@@ -91,13 +157,86 @@ def _param_value(value) -> str:
     return json.dumps(value) if isinstance(value, list | dict) else str(value)
 
 
+@dataclass
+class RunRef:
+    """A run as the resume, claim and interruption checks see it."""
+
+    run_id: str
+    status: str
+    start_time: int
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+class Writes:
+    """One thread that makes a process's deferred MLflow calls, in the order they were submitted.
+
+    ``submit(fn)`` queues a call; ``wait()`` returns once every queued call has run, with the errors they
+    raised (each also logged). With ``background=False`` calls run at once, in the caller's thread."""
+
+    def __init__(self, background: bool = True) -> None:
+        self.background = background
+        self._queue: queue.Queue = queue.Queue()
+        self._errors: list[BaseException] = []
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[[], None]) -> None:
+        if not self.background:
+            fn()
+            return
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._loop, name="lossbench-mlflow-writes", daemon=True
+                )
+                self._thread.start()
+        self._queue.put(fn)
+
+    def _loop(self) -> None:
+        while True:
+            fn = self._queue.get()
+            try:
+                fn()
+            except BaseException as e:  # kept for wait(); the thread goes on with the next call
+                self._errors.append(e)
+            finally:
+                self._queue.task_done()
+
+    def wait(self) -> list[BaseException]:
+        self._queue.join()
+        errors, self._errors = self._errors, []
+        return errors
+
+
+_WRITES: dict[bool, Writes] = {}
+
+
+def writes(background: bool) -> Writes:
+    """The process's deferred writer (``background=True``) or its inline one."""
+    if background not in _WRITES:
+        _WRITES[background] = Writes(background)
+        if background:
+            import atexit
+
+            atexit.register(_WRITES[background].wait)  # a process never exits with writes pending
+    return _WRITES[background]
+
+
+def wait_all() -> list[BaseException]:
+    """Wait for this process's deferred MLflow writes; the errors they raised."""
+    return writes(True).wait() if True in _WRITES else []
+
+
 class Tracker:
-    """One MLflow experiment in one store; creates runs and logs results in a few batched calls."""
+    """One MLflow experiment in one store; creates runs and logs results in a few batched calls.
 
-    def __init__(self, uri: str, experiment: str) -> None:
-        import logging
+    ``background=True`` defers every write after a run's creation to :func:`writes` (sweep jobs);
+    ``False`` makes them at once (single runs, parents)."""
 
+    def __init__(self, uri: str, experiment: str, *, background: bool = False) -> None:
         from mlflow.tracking import MlflowClient
+
+        from lossbench.errors import ConfigError
 
         # mlflow installs its own handler on import; its and alembic's INFO lines (a store's schema creation
         # and migrations) are noise here. Set here, not in hydra.job_logging: that would reset every child
@@ -106,28 +245,37 @@ class Tracker:
         logging.getLogger("alembic").setLevel(logging.WARNING)
 
         self.uri = uri
-        self.client = MlflowClient(tracking_uri=uri)
-        found = self.client.get_experiment_by_name(experiment)
-        # the experiment kind makes the MLflow UI open its model-training view rather than the GenAI one
-        self.experiment_id = (
-            found.experiment_id
-            if found
-            else self.client.create_experiment(
-                experiment, tags={"mlflow.experimentKind": "custom_model_development"}
+        check_experiment_name(experiment)
+        try:
+            self.client = MlflowClient(tracking_uri=uri)
+            found = self.client.get_experiment_by_name(experiment)
+            if found is not None and found.lifecycle_stage != "active":
+                raise ConfigError(
+                    "tracking.experiment",
+                    experiment,
+                    f"this experiment is deleted in {uri} (MLflow keeps the name of a deleted experiment)",
+                    f"Restore it (mlflow experiments restore --experiment-id {found.experiment_id}) or "
+                    "choose another name.",
+                )
+            # the experiment kind makes the MLflow UI open its model-training view rather than the GenAI one
+            self.experiment_id = (
+                found.experiment_id
+                if found
+                else self.client.create_experiment(
+                    experiment, tags={"mlflow.experimentKind": "custom_model_development"}
+                )
             )
-        )
+        except ConfigError:
+            raise
+        except Exception as e:  # MLflow's errors about URIs, drivers, connections and names: one line
+            raise store_error(uri, e) from e
         self.experiment = experiment
-        self._artifact_uris: dict[str, str] = {}  # run id -> artifact URI, for the runs this tracker started
-        # runs go straight into a local SQLite store's tables when they are as this code knows them (one
-        # transaction where the client takes four; store.RunWriter), else through the client
-        self._writer = _run_writer(uri)
-        if self._writer is not None:
-            self._artifact_location = (
-                found or self.client.get_experiment(self.experiment_id)
-            ).artifact_location
+        self.writes = writes(background)
+
+    # --- runs -------------------------------------------------------------------------------------------
 
     def start(self, cfg: dict, *, parent_run_id: str | None = None, extra_tags: dict | None = None) -> str:
-        """Create a RUNNING run with the config's params and tags; returns its id."""
+        """Create a RUNNING run with the config's tags now, its params a moment later; returns its id."""
         from mlflow.entities import Param
 
         cfg = to_container(cfg)
@@ -138,84 +286,21 @@ class Tracker:
             "mlflow.source.type": "LOCAL",
             **({TAG_COMMIT: git_commit(), "mlflow.source.git.commit": git_commit()} if git_commit() else {}),
             **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {}),
+            **identity(),
             **(extra_tags or {}),
         }
+        run_id = self.client.create_run(self.experiment_id, run_name=run_name(cfg), tags=tags).info.run_id
         params = [
             Param(k, _param_value(v))
             for k, v in flatten({k: v for k, v in cfg.items() if k != "hydra"}).items()
         ]
-        if self._writer is not None:
-            run_id = self._create_run_in_place(run_name(cfg), tags, params)
-        else:
-            run = self.client.create_run(self.experiment_id, run_name=run_name(cfg), tags=tags)
-            run_id = run.info.run_id
-            self._artifact_uris[run_id] = run.info.artifact_uri
-            for i in range(0, len(params), _MAX_PARAMS):
-                self.client.log_batch(run_id, params=params[i : i + _MAX_PARAMS])
-        with self._artifacts(run_id) as folder:
-            (folder / "config.yaml").write_text(_yaml(cfg))
+        self.writes.submit(lambda: self._log(run_id, params=params))
         return run_id
 
-    def start_parent(self, *, name: str, tags: dict[str, str], params: dict[str, object]) -> str:
-        """The sweep's parent run (RUNNING until :meth:`finish_parent`)."""
-        from mlflow.entities import Param
-
-        all_tags = {TAG_VERSION: __version__, "mlflow.source.name": "lossbench", **tags}
-        if git_commit():
-            all_tags[TAG_COMMIT] = git_commit()
-        run = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags)
-        self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
-        return run.info.run_id
-
-    def finish_parent(
-        self, run_id: str, counts: dict[str, int], statuses: list[dict], *, missing: int
-    ) -> None:
-        """Record the run accounting on the parent and close it: FAILED when any job failed or vanished."""
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        metrics = [Metric(f"sweep/{k}", float(v), now, 0) for k, v in counts.items()]
-        metrics.append(Metric("sweep/missing", float(missing), now, 0))
-        self.client.log_batch(run_id, metrics=metrics)
-        self.client.log_text(run_id, json.dumps(statuses, indent=1), SWEEP_JOBS_ARTIFACT)
-        self.client.set_terminated(run_id, "FAILED" if counts.get("failed") or missing else "FINISHED")
-
-    def finished_run(self, fingerprint_: str) -> str | None:
-        """The id of a FINISHED run of this experiment with the given config fingerprint, if any (the newest).
-        Read straight from a SQLite store (~0.3 ms; search_runs takes ~5 ms), else through search_runs."""
-        if self.experiment_id.isdigit():
-            rows = query(
-                self.uri,
-                "SELECT r.run_uuid FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "
-                "WHERE r.experiment_id = ? AND r.status = 'FINISHED' "
-                "AND r.lifecycle_stage = 'active' AND t.key = ? AND t.value = ? "
-                "ORDER BY r.start_time DESC, r.run_uuid LIMIT 1",
-                (int(self.experiment_id), TAG_FINGERPRINT, fingerprint_),
-            )
-            if rows is not None:
-                return rows[0][0] if rows else None
-        runs = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.`{TAG_FINGERPRINT}` = '{fingerprint_}' and attributes.status = 'FINISHED'",
-            max_results=1,
-        )
-        return runs[0].info.run_id if runs else None
-
-    @contextmanager
-    def _artifacts(self, run_id: str):
-        """A folder to write a run's artifact files into: its artifact folder itself when that is local (no
-        MLflow round trip per file), else a temporary folder uploaded with log_artifacts on exit."""
-        local = local_artifact_dir(self._artifact_uris.get(run_id))
-        if local is not None:
-            local.mkdir(parents=True, exist_ok=True)
-            yield local
-            return
-        with tempfile.TemporaryDirectory() as tmp:
-            yield Path(tmp)
-            self.client.log_artifacts(run_id, tmp)
-
-    def finish(self, run_id: str, result) -> None:
-        """Log a RunResult (metrics, curves, class counts, artifacts) and mark the run FINISHED."""
+    def finish(self, run_id: str, cfg: dict, result, done: Callable | None = None) -> None:
+        """Log a RunResult (metrics, curves, class counts, artifacts) and mark the run FINISHED; then
+        ``done(None)``, or ``done(error)`` when a write failed (the run then stays RUNNING, as after a
+        crash, with the values that were stored)."""
         from mlflow.entities import Metric, Param, RunTag
 
         now = int(time.time() * 1000)
@@ -239,124 +324,195 @@ class Tracker:
 
             note = f"not available: the model gives no probabilities ({', '.join(PROBA_METRICS)} not logged)"
             tags.append(RunTag(TAG_PROBA, note))
-        try:
-            self._log_prediction_artifacts(run_id, result)
-        except BaseException:  # the numbers are kept; the run stays RUNNING, as after a crash
+
+        def write() -> None:
             self._log(run_id, metrics=metrics, params=params, tags=tags)
-            raise
-        self._log(run_id, metrics=metrics, params=params, tags=tags, status="FINISHED")
-        self._artifact_uris.pop(run_id, None)
-
-    def fail(self, run_id: str, error: BaseException) -> None:
-        """Mark a run FAILED with the reason as a tag and the traceback as an artifact."""
-        from mlflow.entities import RunTag
-
-        reason = f"{type(error).__name__}: {error}"[:5000]
-        tb = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-        with self._artifacts(run_id) as folder:
-            (folder / "traceback.txt").write_text(tb)
-        status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
-        self._log(run_id, tags=[RunTag(TAG_FAILURE, reason)], status=status)
-        self._artifact_uris.pop(run_id, None)
-
-    def _create_run_in_place(self, name: str, tags: dict[str, str], params: list) -> str:
-        """create_run + log_batch(params) as one transaction in the store's tables: what MLflow's SQLAlchemy
-        store writes for them, validated by MLflow's own validators."""
-        import uuid
-
-        from mlflow.entities import RunTag
-        from mlflow.utils.uri import append_to_uri_path
-
-        _, params, tag_list = _validated([], params, [RunTag(k, v) for k, v in tags.items()])
-        run_id = uuid.uuid4().hex
-        artifact_uri = append_to_uri_path(self._artifact_location, run_id, "artifacts")
-        self._writer.create_run(
-            run_id=run_id,
-            experiment_id=int(self.experiment_id),
-            name=name,
-            artifact_uri=artifact_uri,
-            user_id=tags.get("mlflow.user", "unknown"),  # as MlflowClient.create_run takes it
-            start_time=int(time.time() * 1000),
-            tags=[(t.key, t.value) for t in tag_list],
-            params=[(p.key, p.value) for p in params],
-        )
-        self._artifact_uris[run_id] = artifact_uri
-        return run_id
-
-    def _log(self, run_id: str, *, metrics=(), params=(), tags=(), status: str | None = None) -> None:
-        """Metrics, params and tags (MLflow entities), then the terminal status when given: one transaction in
-        a local SQLite store's tables, else the client's log_batch calls and set_terminated."""
-        if self._writer is not None:
-            metrics, params, tags = _validated(metrics, params, tags)
-            self._writer.log(
-                run_id,
-                metrics=[(m.key, float(m.value), int(m.timestamp), int(m.step)) for m in metrics],
-                params=[(p.key, p.value) for p in params],
-                tags=[(t.key, t.value) for t in tags],
-                status=status,
-                end_time=int(time.time() * 1000) if status else None,
+            self._log_files(
+                run_id, lambda folder: (write_config(folder, cfg), write_predictions(folder, result))
             )
-            return
-        # one SQLite transaction for params, tags and as many metrics as MLflow takes in one call (each call
-        # is a commit: ~25 ms under concurrent writers)
-        metrics, params, tags = list(metrics), list(params), list(tags)
-        if metrics or params or tags:
-            first = _MAX_ENTITIES - len(params) - len(tags)
-            self.client.log_batch(run_id, metrics=metrics[:first], params=params, tags=tags)
-            for i in range(first, len(metrics), _MAX_METRICS):
-                self.client.log_batch(run_id, metrics=metrics[i : i + _MAX_METRICS])
-        if status is not None:
+            self.client.set_terminated(run_id, "FINISHED")
+
+        self.writes.submit(_reporting(write, done))
+
+    def fail(self, run_id: str, cfg: dict, error: BaseException, done: Callable | None = None) -> None:
+        """Mark a run FAILED (KILLED for Ctrl-C) with the reason as a tag and the traceback as an artifact."""
+        from mlflow.entities import RunTag
+
+        reason = failure_reason(error)
+        tb = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+
+        def write() -> None:
+            self._log(run_id, tags=[RunTag(TAG_FAILURE, reason)])
+            self._log_files(
+                run_id,
+                lambda folder: (write_config(folder, cfg), (folder / TRACEBACK_ARTIFACT).write_text(tb)),
+            )
             self.client.set_terminated(run_id, status)
 
-    def _log_prediction_artifacts(self, run_id: str, result) -> None:
-        if result.y_test is None:
-            return
-        from lossbench.metrics import confusion, per_class_table, reliability_bins
-        from lossbench.plots import confusion_matrix_figure
+        self.writes.submit(_reporting(write, done))
 
-        C = result.num_classes
-        with self._artifacts(run_id) as folder:
-            table = per_class_table(
-                result.y_test,
-                result.y_pred,
-                num_classes=C,
-                class_names=result.class_names,
-                train_counts=result.class_counts["train"],
+    def wait(self) -> list[BaseException]:
+        """Wait for this tracker's deferred writes (all of this process's); the errors they raised."""
+        return self.writes.wait()
+
+    def _log(self, run_id: str, *, metrics=(), params=(), tags=()) -> None:
+        """Metrics, params and tags (MLflow entities) in as few log_batch calls as MLflow's limits allow."""
+        metrics, params, tags = list(metrics), list(params), list(tags)
+        while params or tags or metrics:
+            p, params = params[:_MAX_PARAMS], params[_MAX_PARAMS:]
+            t, tags = tags[:_MAX_TAGS], tags[_MAX_TAGS:]
+            room = _MAX_ENTITIES - len(p) - len(t)
+            m, metrics = metrics[:room], metrics[room:]
+            self.client.log_batch(run_id, metrics=m, params=p, tags=t)
+
+    def _log_files(self, run_id: str, write: Callable[[Path], object]) -> None:
+        """The files ``write(folder)`` writes into a temporary folder, uploaded in one log_artifacts call."""
+        with tempfile.TemporaryDirectory(prefix="lossbench-artifacts-") as tmp:
+            write(Path(tmp))
+            self.client.log_artifacts(run_id, tmp)
+
+    # --- sweeps' parent runs ------------------------------------------------------------------------------
+
+    def start_parent(self, *, name: str, tags: dict[str, str], params: dict[str, object]) -> str:
+        """The sweep's parent run (RUNNING until :meth:`finish_parent`)."""
+        from mlflow.entities import Param
+
+        all_tags = {TAG_VERSION: __version__, "mlflow.source.name": "lossbench", **identity(), **tags}
+        if git_commit():
+            all_tags[TAG_COMMIT] = git_commit()
+        run_id = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags).info.run_id
+        self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        return run_id
+
+    def finish_parent(
+        self,
+        run_id: str,
+        counts: dict[str, int],
+        statuses: list[dict],
+        *,
+        missing: int,
+        status: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """Record the run accounting on the parent and close it: FAILED when any job failed or vanished
+        (``status`` and ``reason`` override, e.g. KILLED on Ctrl-C)."""
+        from mlflow.entities import Metric, RunTag
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(f"sweep/{k}", float(v), now, 0) for k, v in counts.items()]
+        metrics.append(Metric("sweep/missing", float(missing), now, 0))
+        tags = [RunTag(TAG_FAILURE, reason)] if reason else []
+        self.client.log_batch(run_id, metrics=metrics, tags=tags)
+        self.client.log_text(run_id, json.dumps(statuses, indent=1), SWEEP_JOBS_ARTIFACT)
+        final = status or ("FAILED" if counts.get("failed") or missing else "FINISHED")
+        self.client.set_terminated(run_id, final)
+
+    def log_report(self, run_id: str, folder: Path) -> None:
+        """Attach a report's own files (those its build wrote, :func:`lossbench.paths.report_files`) to a run,
+        under ``report/``; nothing else in its folder."""
+        import shutil
+
+        from lossbench.paths import report_files
+
+        def copy(tmp: Path) -> None:
+            for name in report_files(folder):
+                target = tmp / "report" / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(folder / name, target)
+
+        self._log_files(run_id, copy)
+
+    # --- what the store already holds ---------------------------------------------------------------------
+
+    def runs_with_fingerprint(self, fingerprint_: str) -> list[RunRef]:
+        """The active RUNNING and FINISHED runs of this experiment with this config fingerprint, oldest first,
+        with their identity and sweep tags. Read-only SQL on a SQLite store of a tested schema (~0.5 ms),
+        else MLflow's search_runs (~5 ms)."""
+        refs = self._fingerprint_rows(fingerprint_)
+        if refs is None:
+            runs = self.client.search_runs(
+                [self.experiment_id], filter_string=f"tags.`{TAG_FINGERPRINT}` = '{fingerprint_}'"
             )
-            table.to_csv(folder / "per_class_test.csv", index=False)
-            if result.proba_test is not None:  # pooled across seeds into reliability diagrams by the report
-                bins = reliability_bins(result.y_test, result.proba_test)
-                (folder / RELIABILITY_ARTIFACT).write_text(json.dumps(bins))
-            confusion_matrix_figure(
-                confusion(result.y_test, result.y_pred, C),
-                result.class_names,
-                folder / "confusion_matrix_test.png",
-                title="Test confusion matrix (row-normalised recall)",
+            refs = [
+                RunRef(r.info.run_id, r.info.status, r.info.start_time, dict(r.data.tags))
+                for r in runs
+                if r.info.status in ("RUNNING", "FINISHED")
+            ]
+        return sorted(refs, key=lambda r: (r.start_time, r.run_id))
+
+    def _fingerprint_rows(self, fingerprint_: str) -> list[RunRef] | None:
+        if not self.experiment_id.isdigit():
+            return None
+        rows = query(
+            self.uri,
+            "SELECT r.run_uuid, r.status, r.start_time, k.key, k.value FROM runs r "
+            "JOIN tags t ON t.run_uuid = r.run_uuid LEFT JOIN tags k ON k.run_uuid = r.run_uuid "
+            f"AND k.key IN ({', '.join('?' * (len(IDENTITY_TAGS) + 1))}) "
+            "WHERE r.experiment_id = ? AND r.status IN ('RUNNING', 'FINISHED') "
+            "AND r.lifecycle_stage = 'active' AND t.key = ? AND t.value = ?",
+            (*IDENTITY_TAGS, TAG_SWEEP_ID, int(self.experiment_id), TAG_FINGERPRINT, fingerprint_),
+        )
+        if rows is None:
+            return None
+        refs: dict[str, RunRef] = {}
+        for run_id, status, start, key, value in rows:
+            ref = refs.setdefault(run_id, RunRef(run_id, status, start or 0))
+            if key is not None:
+                ref.tags[key] = value
+        return list(refs.values())
+
+    def finished_run(self, fingerprint_: str) -> str | None:
+        """The id of the newest FINISHED run of this experiment with the given config fingerprint, if any."""
+        done = [r for r in self.runs_with_fingerprint(fingerprint_) if r.status == "FINISHED"]
+        return done[-1].run_id if done else None
+
+    def settle_interrupted(self, fingerprint_: str | None = None) -> list[tuple[str, str]]:
+        """Mark KILLED, with the reason as a tag, the RUNNING runs of this config (``fingerprint_``), or the
+        RUNNING sweep parents (None), whose process has certainly ended (:func:`lossbench.runtime.is_gone`).
+        Returns (run id, reason) for each."""
+        from mlflow.entities import RunTag
+
+        if fingerprint_ is None:
+            candidates = self._running_parents()
+        else:
+            candidates = [r for r in self.runs_with_fingerprint(fingerprint_) if r.status == "RUNNING"]
+        settled = []
+        for ref in candidates:
+            if not is_gone(ref.tags):
+                continue
+            reason = (
+                f"interrupted: process {ref.tags.get('lossbench.pid')} on {ref.tags.get('lossbench.host')} "
+                f"ended without closing the run (found at {time.strftime('%Y-%m-%d %H:%M:%S')})"
             )
+            self.client.log_batch(ref.run_id, tags=[RunTag(TAG_FAILURE, reason)])
+            self.client.set_terminated(ref.run_id, "KILLED")
+            settled.append((ref.run_id, reason))
+        return settled
+
+    def _running_parents(self) -> list[RunRef]:
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{TAG_ROLE}` = 'sweep' and attributes.status = 'RUNNING'",
+        )
+        return [RunRef(r.info.run_id, r.info.status, r.info.start_time, dict(r.data.tags)) for r in runs]
 
 
-def _validated(metrics, params, tags) -> tuple[list, list, list]:
-    """Metrics, params and tags as MLflow's store checks a log_batch (keys, lengths; long values cut)."""
-    from mlflow.utils.validation import _validate_batch_log_data, _validate_param_keys_unique
-
-    metrics, params, tags = _validate_batch_log_data(list(metrics), list(params), list(tags))
-    _validate_param_keys_unique(params)
-    return metrics, params, tags
+def failure_reason(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"[:5000]
 
 
-def _run_writer(uri: str):
-    """A :class:`lossbench.store.RunWriter` for a local SQLite store this MLflow's validators can check for,
-    else None (the client then writes)."""
-    from lossbench.store import RunWriter
+def _reporting(write: Callable[[], None], done: Callable | None) -> Callable[[], None]:
+    """``write`` followed by ``done(None)``, or ``done(error)`` (and the error raised again) when it fails."""
 
-    try:
-        from mlflow.utils.uri import append_to_uri_path  # noqa: F401
-        from mlflow.utils.validation import _validate_batch_log_data, _validate_param_keys_unique  # noqa: F401
-    except ImportError:  # a future MLflow without them: its client does the writing
-        return None
-    return RunWriter.open(uri)
+    def call() -> None:
+        try:
+            write()
+        except BaseException as e:
+            if done is not None:
+                done(e)
+            raise
+        if done is not None:
+            done(None)
 
-
-def _yaml(cfg: dict) -> str:
-    """The run's config without its ``hydra`` key, as ``OmegaConf.to_yaml`` writes it."""
-    return to_yaml({k: v for k, v in cfg.items() if k != "hydra"})
+    return call

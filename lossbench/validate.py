@@ -144,6 +144,27 @@ def _validate_train(cfg: Mapping) -> None:
     device = str(cfg["train"]["device"])
     if device not in ("auto", "cpu", "cuda") and not (device.startswith("cuda:") and device[5:].isdigit()):
         raise ConfigError("train.device", device, f"must be {DEVICES}")
+    from lossbench.models import MODELS
+
+    model = MODELS.get(cfg["model"]["name"])
+    if device.startswith("cuda") and model is not None and model.backend == "torch":
+        _check_cuda(device)
+
+
+def _check_cuda(device: str) -> None:
+    """``cuda`` / ``cuda:N`` names a GPU this machine has (torch is imported only for such a device)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            "train.device", device, "CUDA is not available on this machine", "Use train.device=auto or cpu."
+        )
+    index = int(device.partition(":")[2] or 0)
+    count = torch.cuda.device_count()
+    if index >= count:
+        raise ConfigError(
+            "train.device", device, f"this machine has {count} CUDA device(s): cuda:0..{count - 1}"
+        )
 
 
 def _validate_loss(cfg: Mapping, num_classes: int | None) -> None:
@@ -165,6 +186,10 @@ def validate(cfg: Mapping) -> None:
     from lossbench.imbalance import PROFILES
 
     cfg = to_container(cfg)
+    if "tracking" in cfg:
+        from lossbench.tracking import check_experiment_name
+
+        check_experiment_name(cfg["tracking"].get("experiment"))
     number(cfg, "seed", low=0, integer=True)
     number(cfg, "split.test", low=0, high=1, low_open=True, high_open=True)
     number(cfg, "split.val", low=0, high=1 - cfg["split"]["test"], low_open=True, high_open=True)

@@ -181,7 +181,10 @@ def test_user_class_names_are_escaped_in_html_and_markdown(tmp_path):
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    out = tmp_path / "reports" / "evil<b>"
+    from lossbench.paths import dirname
+
+    out = tmp_path / "reports" / dirname("evil<b>")  # a name that is no safe folder name gets a safe one
+    assert out.name.startswith("evil_b-") and len(list((tmp_path / "reports").iterdir())) == 1
     html, readme = (out / "index.html").read_text(), (out / "README.md").read_text()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>" not in html
     assert "a&amp;b" in html and "evil&lt;b&gt;" in html and "<b>" not in html

@@ -25,6 +25,13 @@ def _store(folder):
     return client, parents, children
 
 
+def client_artifact_json(run, name):
+    """A run's JSON artifact, read from its local artifact folder."""
+    from lossbench.store import local_artifact_dir
+
+    return json.loads((local_artifact_dir(run.info.artifact_uri) / name).read_text())
+
+
 def test_smoke_sweep_nests_children_under_one_parent_and_resumes_without_duplicates(tmp_path):
     proc = run_cli(["+experiment=smoke"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -55,9 +62,11 @@ def test_smoke_sweep_nests_children_under_one_parent_and_resumes_without_duplica
     assert ("logreg", "focal", "1.0", "0") not in grid and ("torch_mlp", "focal", "5.0", "1") in grid
     assert {r.data.params["data.name"] for r in children} == {"wine"}
     assert {r.data.params["train.epochs"] for r in children} == {"30"}
-    # job folders under experiments/smoke/<timestamp>/<job>/
+    # job folders under experiments/smoke/<timestamp>/<job>/, for the jobs that ran (N/A ones need none)
     sweep_dirs = list((tmp_path / "experiments" / "smoke").iterdir())
-    assert len(sweep_dirs) == 1 and len(list(sweep_dirs[0].glob("*/lossbench_status.json"))) == 24
+    assert len(sweep_dirs) == 1 and len(list(sweep_dirs[0].glob("*/lossbench_status.json"))) == SMOKE_FINISHED
+    jobs = client_artifact_json(parent, "sweep_jobs.json")
+    assert Counter(j["status"] for j in jobs) == {"finished": SMOKE_FINISHED, "skipped": SMOKE_NA}
 
     again = run_cli(["+experiment=smoke"], cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
@@ -82,50 +91,34 @@ def test_parallel_sweep_with_joblib_finishes_the_same_runs(tmp_path):
     assert all(r.info.status == "FINISHED" for r in children)
 
 
-def test_a_worker_unpickling_the_sweep_callback_gets_the_fast_composition():
-    """joblib's and submitit's workers are fresh processes that unpickle the Hydra context (our callback in
-    it) before composing their job's config: the unpickling installs lossbench.compose there, and has the
-    worker's exit skip the garbage collector's last walk (the launching process waits for its workers)."""
-    import pickle
-
-    from lossbench.sweep import SweepCallback
-
-    probe = (
-        "import atexit, gc, pickle, sys\n"
-        "atexit.register(lambda: print('frozen at exit:', gc.get_freeze_count() > 0))\n"
-        "from hydra._internal.config_loader_impl import ConfigLoaderImpl as C\n"
-        "before = C.load_sweep_config\n"
-        "cb = pickle.loads(sys.stdin.buffer.read())\n"
-        "after = C.load_sweep_config\n"
-        "print(type(cb).__name__, after is not before, hasattr(after, '__wrapped__'))\n"
+def test_the_lossbench_launcher_runs_jobs_on_worker_processes(tmp_path):
+    proc = run_cli(["+experiment=smoke", "hydra.launcher.n_jobs=2"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"running {SMOKE_FINISHED} jobs on 2 worker processes" in proc.stdout + proc.stderr
+    _, parents, children = _store(tmp_path)
+    assert len(parents) == 1 and len(children) == SMOKE_FINISHED
+    assert all(r.info.status == "FINISHED" for r in children)
+    assert len({r.data.tags["lossbench.pid"] for r in children}) == 2  # two worker processes trained them
+    assert {r.data.tags["lossbench.pid"] for r in children}.isdisjoint(
+        {parents[0].data.tags["lossbench.pid"]}
     )
-    out = subprocess.run(
-        [sys.executable, "-c", probe],
-        input=pickle.dumps(SweepCallback()),
-        capture_output=True,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr.decode()[-2000:]
-    assert out.stdout.decode().splitlines() == ["SweepCallback True True", "frozen at exit: True"]
 
 
-def test_the_joblib_launcher_gets_psutil_or_a_warning():
+def test_parallel_launchers_get_psutil_or_a_warning():
     """Without psutil, loky's workers run gc.collect() after every job (~0.3 s with torch and MLflow loaded);
     with it they only measure their memory. The `parallel` extra brings it; a sweep without it says so."""
-    from hydra import compose, initialize_config_dir
     from joblib.externals.loky import process_executor
 
-    from lossbench.config import config_dir
-    from lossbench.sweep import launcher_advice
+    from lossbench.sweep.run import launcher_advice
 
     assert process_executor._USE_PSUTIL  # this environment has the `parallel` extra installed
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        joblib = compose("config", overrides=["hydra/launcher=joblib"], return_hydra_config=True)
-        basic = compose("config", return_hydra_config=True)
+    joblib = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+    ours = "hydra_plugins.lossbench.launcher.LossbenchLauncher"
     advice = launcher_advice(joblib, psutil_installed=False)
     assert advice.startswith("psutil is not installed: joblib's workers will run a full garbage collection")
+    assert launcher_advice(ours, psutil_installed=False) == advice
     assert launcher_advice(joblib) is None  # installed here
-    assert launcher_advice(basic, psutil_installed=False) is None
+    assert launcher_advice("hydra._internal.core_plugins.basic_launcher.BasicLauncher", False) is None
 
 
 @pytest.mark.slow

@@ -1,7 +1,10 @@
-"""Tracker on a real SQLite store: the shortcuts it takes on local stores answer as MLflow's client does."""
+"""Tracker on a real SQLite store, through MLflow's public client: deferred writes, lookups, interruptions."""
 
 from __future__ import annotations
 
+import logging
+import subprocess
+import sys
 import time
 
 from conftest import compose_cfg, tiny
@@ -15,61 +18,68 @@ def _cfg(seed: int) -> dict:
     return compose_cfg([f"seed={seed}", "tracking.experiment=t"])
 
 
-def test_resume_lookup_read_from_sqlite_equals_mlflows_search(tmp_path):
-    """``finished_run`` reads a plain SQLite file directly; a URI with a query string (the same file) takes
-    search_runs. Both must answer alike: FINISHED only, deleted runs ignored, the newest of twins."""
+def test_fingerprint_lookup_read_from_sqlite_equals_mlflows_search(tmp_path):
+    """``runs_with_fingerprint`` reads a plain SQLite file of a tested schema directly; a URI with a query
+    string (the same file) takes search_runs. Both must answer alike: RUNNING and FINISHED runs only, oldest
+    first, deleted runs left out, with their identity tags."""
     db = tmp_path / "mlflow.db"
     direct = Tracker(f"sqlite:///{db}", "t")
     searched = Tracker(f"sqlite:///{db}?timeout=20", "t")
     client = MlflowClient(f"sqlite:///{db}")
-    cfgs = {name: _cfg(seed) for name, seed in (("finished", 0), ("failed", 1), ("deleted", 2), ("twin", 3))}
+    twin = _cfg(3)
     ids = {}
-    for name, cfg in cfgs.items():
+    for name, cfg in (("finished", _cfg(0)), ("failed", _cfg(1)), ("deleted", _cfg(2)), ("twin", twin)):
         ids[name] = direct.start(cfg)
         client.set_terminated(ids[name], "FAILED" if name == "failed" else "FINISHED")
     client.delete_run(ids["deleted"])
     time.sleep(0.01)  # a later start_time
-    newer_twin = direct.start(cfgs["twin"])
+    newer_twin = direct.start(twin)
     client.set_terminated(newer_twin, "FINISHED")
-    running = direct.start(_cfg(4))  # never terminated
+    running = direct.start(twin)  # never terminated
+    direct.wait()
 
-    want = {
-        "finished": ids["finished"],
-        "failed": None,
-        "deleted": None,
-        "twin": newer_twin,
-        "running": None,
-        "unknown": None,
-    }
-    prints = {name: fingerprint(cfg) for name, cfg in cfgs.items()}
-    prints |= {"running": fingerprint(_cfg(4)), "unknown": "0" * 16}
-    for name, fp in prints.items():
-        assert direct.finished_run(fp) == want[name], name
-        assert searched.finished_run(fp) == want[name], name
-    assert running not in want.values()
+    def seen(tracker, cfg):
+        return [
+            (r.run_id, r.status, r.tags.get("lossbench.pid"))
+            for r in tracker.runs_with_fingerprint(fingerprint(cfg))
+        ]
+
+    import os
+
+    pid = str(os.getpid())
+    assert seen(direct, twin) == [
+        (ids["twin"], "FINISHED", pid),
+        (newer_twin, "FINISHED", pid),
+        (running, "RUNNING", pid),
+    ]
+    for name, seed in (("finished", 0), ("failed", 1), ("deleted", 2), ("twin", 3)):
+        assert seen(direct, _cfg(seed)) == seen(searched, _cfg(seed)), name
+    assert direct.finished_run(fingerprint(twin)) == searched.finished_run(fingerprint(twin)) == newer_twin
+    assert direct.finished_run(fingerprint(_cfg(1))) is None  # FAILED only
+    assert direct.finished_run("0" * 16) is None
 
 
-def test_artifacts_written_in_place_or_uploaded_are_the_same_to_mlflow(tmp_path):
-    """Runs this tracker started get their files written straight into their local artifact folder; a run it
-    did not start (artifact URI unknown to it) gets them through log_artifacts. MLflow lists both alike."""
+def test_a_store_of_an_untested_schema_is_read_through_mlflow_with_a_warning(tmp_path, caplog, monkeypatch):
+    """Direct reads only for the schema revisions they were tested on: with this store's revision taken off
+    that list (as a newer MLflow's would be), the same lookups are answered by search_runs, with one
+    warning."""
+    from lossbench import store
+
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracker = Tracker(uri, "t")
-    client = MlflowClient(uri)
-    own = tracker.start(_cfg(0))
-    foreign = client.create_run(tracker.experiment_id).info.run_id
-    for run_id in (own, foreign):
-        tracker.fail(run_id, ValueError("diverged at epoch 3"))
-    for run_id in (own, foreign):
-        run = client.get_run(run_id)
-        assert run.info.status == "FAILED"
-        assert run.data.tags[TAG_FAILURE] == "ValueError: diverged at epoch 3"
-        path = client.download_artifacts(run_id, "traceback.txt", str(tmp_path / run_id))
-        with open(path) as f:
-            assert f.read().rstrip().endswith("ValueError: diverged at epoch 3")
-    assert {a.path for a in client.list_artifacts(own)} == {"config.yaml", "traceback.txt"}
-    assert {a.path for a in client.list_artifacts(foreign)} == {"traceback.txt"}
-    client.download_artifacts(own, "config.yaml", str(tmp_path / "cfg"))
-    assert "seed: 0" in (tmp_path / "cfg" / "config.yaml").read_text()
+    run_id = tracker.start(_cfg(0))
+    tracker.client.set_terminated(run_id, "FINISHED")
+    tracker.wait()
+    revision = store.revision(tmp_path / "mlflow.db")
+    assert revision in store.TESTED_REVISIONS
+    assert store.query(uri, "SELECT count(*) FROM runs") == [(1,)]
+    monkeypatch.setattr(store, "TESTED_REVISIONS", frozenset({"feedfacecafe"}))
+    store._warn_untested.cache_clear()
+    caplog.set_level(logging.WARNING, logger="lossbench")
+    assert store.query(uri, "SELECT count(*) FROM runs") is None
+    assert f"schema revision {revision}, which lossbench's direct reads were not tested with" in caplog.text
+    assert tracker.finished_run(fingerprint(_cfg(0))) == run_id  # through search_runs
+    assert caplog.text.count("were not tested with") == 1
 
 
 def _result(seed: int):
@@ -83,175 +93,97 @@ def _result(seed: int):
     return cfg, result
 
 
-def _as_mlflow_reads_it(client: MlflowClient, run_id: str) -> dict:
-    run = client.get_run(run_id)
-    info = run.info
-    nan_safe = {k: ("nan" if v != v else v) for k, v in run.data.metrics.items()}
-    histories = {
-        k: [(m.step, "nan" if m.value != m.value else m.value) for m in client.get_metric_history(run_id, k)]
-        for k in run.data.metrics
-    }
-    artifacts = sorted(a.path for a in client.list_artifacts(run_id))
-    return {
-        "status": info.status,
-        "lifecycle_stage": info.lifecycle_stage,
-        "user_id": info.user_id,
-        "run_name": info.run_name,
-        "experiment_id": info.experiment_id,
-        "artifact_uri": info.artifact_uri.replace(run_id, "<id>"),
-        "ended_after_start": info.end_time is not None and info.end_time >= info.start_time,
-        "params": run.data.params,
-        "tags": {k: v for k, v in run.data.tags.items() if k != "mlflow.parentRunId"},
-        "metrics": nan_safe,
-        "histories": histories,
-        "artifacts": artifacts,
-    }
-
-
-def test_runs_written_in_place_read_back_as_the_clients_runs(tmp_path):
-    """A plain SQLite store gets its child runs written straight into MLflow's run tables (one transaction);
-    the same store behind a URI with a query string is written by MLflow's client. MLflow must read both runs
-    back alike: info, params, tags, latest metrics (NaN, +-inf), per-step histories, artifacts; and find them
-    with search_runs filters on params, tags, metrics and status."""
-    db = tmp_path / "mlflow.db"
-    direct = Tracker(f"sqlite:///{db}", "t")
-    via_client = Tracker(f"sqlite:///{db}?timeout=20", "t")
-    assert direct._writer is not None and via_client._writer is None
-    client = MlflowClient(f"sqlite:///{db}")
+def test_a_run_is_finished_only_once_every_value_and_file_is_stored(tmp_path):
+    """Deferred writes (a sweep job's): the job returns at once; whenever the run reads FINISHED, all its
+    params, metrics (NaN and infinities as logged), per-epoch histories and files are there."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(uri, "t", background=True)
+    client = MlflowClient(uri)
     cfg, result = _result(0)
-    ids = {}
-    for name, tracker in (("direct", direct), ("client", via_client)):
-        parent = client.create_run(tracker.experiment_id).info.run_id
-        ids[name] = tracker.start(cfg, parent_run_id=parent, extra_tags={"lossbench.sweep_id": "s1"})
-        tracker.finish(ids[name], result)
-    read = {name: _as_mlflow_reads_it(client, run_id) for name, run_id in ids.items()}
-    assert read["direct"] == read["client"]
-    assert _rows(db, ids["direct"]) == _rows(db, ids["client"])  # what MLflow's entities do not show, too
-    got = read["direct"]
-    assert got["status"] == "FINISHED" and got["user_id"] == "unknown"
-    assert got["metrics"]["extra/nan"] == "nan"
-    assert got["metrics"]["extra/inf"] == 1.7976931348623157e308 == -got["metrics"]["extra/-inf"]
-    assert got["metrics"]["curve/val_loss"] == "nan"  # the last step's value is the latest
-    assert len(got["histories"]["curve/train_loss"]) == len(result.curves["train_loss"]) > 1
-    assert got["params"]["seed"] == "0" and got["tags"]["mlflow.runName"] == run_name_of(cfg)
-    assert "confusion_matrix_test.png" in got["artifacts"]
-
-    for query in (
-        "params.seed = '0'",
-        "tags.`lossbench.sweep_id` = 's1'",
-        "metrics.`test/balanced_accuracy` > 0.1",
-        "attributes.status = 'FINISHED'",
-    ):
-        found = {r.info.run_id for r in client.search_runs([direct.experiment_id], filter_string=query)}
-        assert set(ids.values()) <= found, query
-
-
-def _rows(db, run_id: str) -> dict:
-    """The run's rows in the five run tables, its id and times left out (they differ by construction)."""
-    import sqlite3
-
-    con = sqlite3.connect(db)
-    out = {
-        "runs": con.execute(
-            "SELECT name, source_type, source_name, entry_point_name, user_id, status, source_version, "
-            "lifecycle_stage, experiment_id, deleted_time FROM runs WHERE run_uuid = ?",
-            (run_id,),
-        ).fetchall()
+    run_id = tracker.start(cfg)
+    done = []
+    tracker.finish(run_id, cfg, result, done=done.append)
+    expected_metrics = set(result.metrics) | {
+        f"train/{k}"
+        for k in ("fit_seconds", "epochs_run", "best_epoch", "n_train", "n_fit", "imbalance_ratio")
     }
-    for table, columns in (
-        ("params", "key, value"),
-        ("tags", "key, value"),
-        ("metrics", "key, value, step, is_nan"),
-        ("latest_metrics", "key, value, step, is_nan"),
-    ):
-        rows = con.execute(f"SELECT {columns} FROM {table} WHERE run_uuid = ?", (run_id,)).fetchall()
-        out[table] = sorted(r for r in rows if r[0] != "mlflow.parentRunId")
-    con.close()
-    return out
+    files = {"config.yaml", "per_class_test.csv", "reliability_test.json", "confusion_matrix_test.png"}
+    checked_finished = 0
+    while not done:  # watch the store while the writer thread works
+        run = client.get_run(run_id)
+        if run.info.status == "FINISHED":
+            assert expected_metrics <= set(run.data.metrics)
+            assert files <= {a.path for a in client.list_artifacts(run_id)}
+            checked_finished += 1
+        time.sleep(0.005)
+    assert done == [None] and tracker.wait() == []
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and expected_metrics | {"curve/val_loss"} <= set(run.data.metrics)
+    assert run.data.metrics["extra/inf"] > 1e308 and run.data.metrics["extra/-inf"] < -1e308
+    assert run.data.metrics["extra/nan"] != run.data.metrics["extra/nan"]
+    history = client.get_metric_history(run_id, "curve/val_loss")
+    assert [m.step for m in history] == list(range(1, len(result.curves["val_loss"]) + 1))
+    assert history[-1].value != history[-1].value and history[0].value == result.curves["val_loss"][0]
+    assert run.data.params["seed"] == "0" and run.data.params["class_counts.train"].startswith("[")
+    assert {a.path for a in client.list_artifacts(run_id)} == files
+    assert run.data.tags["lossbench.realisation"] == "native"
 
 
-def run_name_of(cfg: dict) -> str:
-    from lossbench.tracking import run_name
-
-    return run_name(cfg)
-
-
-def test_failed_runs_written_in_place_read_back_as_the_clients(tmp_path):
-    db = tmp_path / "mlflow.db"
-    trackers = {
-        "direct": Tracker(f"sqlite:///{db}", "t"),
-        "client": Tracker(f"sqlite:///{db}?timeout=20", "t"),
-    }
-    client = MlflowClient(f"sqlite:///{db}")
-    read = {}
-    for name, tracker in trackers.items():
-        for error in (ValueError("diverged at epoch 3"), KeyboardInterrupt()):
-            run_id = tracker.start(_cfg(1))
-            tracker.fail(run_id, error)
-            read[name, type(error).__name__] = _as_mlflow_reads_it(client, run_id)
-    for error in ("ValueError", "KeyboardInterrupt"):
-        assert read["direct", error] == read["client", error]
-    assert read["direct", "ValueError"]["status"] == "FAILED"
-    assert read["direct", "KeyboardInterrupt"]["status"] == "KILLED"
-    assert read["direct", "ValueError"]["tags"][TAG_FAILURE] == "ValueError: diverged at epoch 3"
-    assert read["direct", "ValueError"]["artifacts"] == ["config.yaml", "traceback.txt"]
+def test_a_failed_run_keeps_its_reason_traceback_and_config(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(uri, "t")
+    client = MlflowClient(uri)
+    cfg = _cfg(0)
+    run_id = tracker.start(cfg)
+    try:
+        raise ValueError("diverged at epoch 3")
+    except ValueError as e:
+        tracker.fail(run_id, cfg, e)
+    run = client.get_run(run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.tags[TAG_FAILURE] == "ValueError: diverged at epoch 3"
+    assert {a.path for a in client.list_artifacts(run_id)} == {"config.yaml", "traceback.txt"}
+    path = client.download_artifacts(run_id, "traceback.txt", str(tmp_path / "tb"))
+    with open(path) as f:
+        text = f.read()
+    assert "Traceback (most recent call last)" in text and text.rstrip().endswith(
+        "ValueError: diverged at epoch 3"
+    )
 
 
-def test_in_place_writes_refuse_what_mlflow_refuses_and_change_nothing(tmp_path):
-    """A deleted run or experiment, a changed param, an invalid metric key: refused, as by MLflow's store, and
-    the transaction leaves the run as it was."""
-    import pytest
-    from mlflow.entities import Metric, Param
-    from mlflow.exceptions import MlflowException
-
-    from lossbench.store import RunError
-
-    db = tmp_path / "mlflow.db"
-    tracker = Tracker(f"sqlite:///{db}", "t")
-    client = MlflowClient(f"sqlite:///{db}")
-    run_id = tracker.start(_cfg(2))
-    before = _as_mlflow_reads_it(client, run_id)
-    with pytest.raises(RunError, match=r"changing param values.*'seed': \('2', '3'\)"):
-        tracker._log(run_id, metrics=[Metric("m", 1.0, 0, 0)], params=[Param("seed", "3")], status="FINISHED")
-    with pytest.raises(MlflowException, match=r"metrics\[0\]\.name"):
-        tracker._log(run_id, metrics=[Metric("bad//../key", 1.0, 0, 0)], status="FINISHED")
-    assert _as_mlflow_reads_it(client, run_id) == before  # nothing of either batch was written
-    tracker._log(run_id, params=[Param("seed", "2")])  # the same value again is fine, as with MLflow
-    client.delete_run(run_id)
-    with pytest.raises(RunError, match="must be in the 'active' state"):
-        tracker._log(run_id, status="FINISHED")
-    client.delete_experiment(tracker.experiment_id)
-    with pytest.raises(RunError, match="must be 'active' to create a run"):
-        tracker.start(_cfg(3))
-    assert len(client.search_runs([tracker.experiment_id], run_view_type=3)) == 1
-
-
-def test_stores_whose_run_tables_differ_are_left_to_mlflows_client(tmp_path):
-    import sqlite3
-
-    from lossbench.store import RunWriter
-
-    db = tmp_path / "mlflow.db"
-    Tracker(f"sqlite:///{db}", "t")
-    assert RunWriter.open(f"sqlite:///{db}") is not None
-    con = sqlite3.connect(db)
-    con.execute("ALTER TABLE metrics ADD COLUMN dataset_uuid VARCHAR(36)")
-    con.commit()
-    con.close()
-    assert RunWriter.open(f"sqlite:///{db}") is None
-    tracker = Tracker(f"sqlite:///{db}", "t")
-    assert tracker._writer is None
-    run_id = tracker.start(_cfg(0))
-    assert MlflowClient(f"sqlite:///{db}").get_run(run_id).data.params["seed"] == "0"
-    assert RunWriter.open(f"sqlite:///{tmp_path / 'absent.db'}") is None
+def test_runs_left_running_by_a_dead_process_are_marked_killed_others_are_left(tmp_path):
+    """A process killed mid-run (here: one that exits without closing its run) leaves it RUNNING; a later
+    lookup of the same config marks it KILLED with the reason. A run of a live process (this one) and a run
+    from another host stay RUNNING."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = _cfg(0)
+    code = (
+        "import os, sys; sys.path.insert(0, {tests!r}); from conftest import compose_cfg\n"
+        "from lossbench.tracking import Tracker\n"
+        "t = Tracker({uri!r}, 't'); print(t.start(compose_cfg(['seed=0', 'tracking.experiment=t'])))\n"
+        "sys.stdout.flush(); os._exit(0)\n"
+    ).format(tests=str(__import__("pathlib").Path(__file__).parent), uri=uri)
+    dead = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    dead_id = dead.stdout.strip().splitlines()[-1]
+    tracker = Tracker(uri, "t")
+    alive = tracker.start(cfg)
+    remote = tracker.start(cfg, extra_tags={"lossbench.host": "another-host", "lossbench.pid": "1"})
+    tracker.wait()
+    settled = tracker.settle_interrupted(fingerprint(cfg))
+    assert [run_id for run_id, _ in settled] == [dead_id]
+    client = MlflowClient(uri)
+    killed = client.get_run(dead_id)
+    assert killed.info.status == "KILLED"
+    assert killed.data.tags[TAG_FAILURE].startswith("interrupted: process ")
+    assert "ended without closing the run" in killed.data.tags[TAG_FAILURE]
+    assert client.get_run(alive).info.status == "RUNNING" and client.get_run(remote).info.status == "RUNNING"
+    assert tracker.settle_interrupted(fingerprint(cfg)) == []  # once
 
 
 def test_mlflow_and_alembic_are_quieted_once_in_code_not_by_the_job_logging_config(tmp_path, caplog):
     """A logger named in hydra.job_logging has all its child loggers reset at every job's start (MLflow has
     ~160: ~3 ms a job): the Tracker sets MLflow's and alembic's levels once instead, and a new store's schema
     creation logs no INFO lines."""
-    import logging
-
     from hydra import compose, initialize_config_dir
 
     from lossbench.config import config_dir

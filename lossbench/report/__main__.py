@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     scope.add_argument("--sweep", default=None, help="one sweep, by its id (tag lossbench.sweep_id)")
     args = parser.parse_args(argv)
-    from lossbench.cli import skip_exit_gc
+    from lossbench.runtime import skip_exit_gc
 
     skip_exit_gc()
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from lossbench.errors import ConfigError
-from lossbench.store import connect_read_only, local_artifact_dir, query, sqlite_path
+from lossbench.store import connect_read_only, local_artifact_dir, query, readable
 from lossbench.tracking import (
     SWEEP_JOBS_ARTIFACT,
     TAG_FINGERPRINT,
@@ -130,7 +130,7 @@ def _read_sqlite(uri: str, experiment_id: str) -> list | None:
     import sqlite3
     from types import SimpleNamespace
 
-    path = sqlite_path(uri)
+    path = readable(uri)  # a SQLite file of a schema these queries were tested on
     if path is None:
         return None
     try:

@@ -1,0 +1,126 @@
+"""Job configs of a sweep, composed once per set of config-group choices.
+
+Hydra composes every job from scratch (~130 ms here: YAML files read and parsed, the defaults tree, merges).
+The jobs of a sweep mostly differ in plain values (``seed=1``, ``imbalance.ratio=10``), which do not change
+the defaults tree. :class:`JobComposer` composes each *base* (a job's overrides minus its plain values) once,
+through the public ``ConfigLoader.load_sweep_config``, and makes each job a copy of its base with the values
+set by ``OmegaConf.update`` (merge, in struct mode: an unknown key is refused as Hydra refuses it) and
+``hydra.overrides.task`` / ``hydra.job.override_dirname`` set as Hydra documents them.
+
+The first job of every base is also composed Hydra's way and compared, whole, ``hydra`` node included; when
+the two differ in anything that base falls back to Hydra's composition for every job. Overrides other than
+plain values (``+key``, ``~key``, ``key@pkg``, group choices, ``hydra.*``) are part of the base.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Sequence
+
+from lossbench.errors import ConfigError
+
+log = logging.getLogger("lossbench")
+
+
+class JobComposer:
+    """Composes job configs for one sweep (one master config and its config loader)."""
+
+    def __init__(self, config_loader, master_config) -> None:
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        self.loader = config_loader
+        self.master = master_config
+        self._parser = OverridesParser.create()
+        self._groups: set[str] | None = None
+        self._bases: dict[tuple, object] = {}  # base key -> composed base, or None: use Hydra's composition
+        self.composed = {"fast": 0, "hydra": 0}
+
+    def groups(self) -> set[str]:
+        """Every config group the search path has (``model``, ``hydra/launcher`` ...)."""
+        if self._groups is None:
+            found: set[str] = set()
+            todo = [""]
+            while todo:
+                parent = todo.pop()
+                for name in self.loader.list_groups(parent):
+                    path = f"{parent}/{name}" if parent else name
+                    if path not in found:
+                        found.add(path)
+                        todo.append(path)
+            self._groups = found
+        return self._groups
+
+    def _split(self, overrides: Sequence[str]):
+        """(every parsed override, the plain value overrides, the input lines of the others)."""
+        from hydra.core.override_parser.types import OverrideType, ValueType
+
+        parsed = self._parser.parse_overrides(list(overrides))
+        values, rest = [], []
+        for o in parsed:
+            plain = (
+                o.type == OverrideType.CHANGE
+                and o.package is None
+                and o.value_type == ValueType.ELEMENT
+                and not o.is_hydra_override()
+                and o.key_or_group.replace(".", "/") not in self.groups()
+            )
+            (values if plain else rest).append(o)
+        return parsed, values, [o.input_line for o in rest]
+
+    def hydra_compose(self, overrides: Sequence[str]):
+        """Hydra's own composition of one job (slow; its errors are Hydra's)."""
+        self.composed["hydra"] += 1
+        return self.loader.load_sweep_config(self.master, list(overrides))
+
+    def compose(self, overrides: Sequence[str]):
+        """The config of the job with these overrides: a fresh DictConfig the caller owns."""
+        parsed, values, rest = self._split(overrides)
+        key = (tuple(rest), tuple(o.key_or_group for o in values))
+        verify = key not in self._bases
+        if verify:
+            self._bases[key] = self.hydra_compose(rest)
+        base = self._bases[key]
+        if base is None:
+            return self.hydra_compose(overrides)
+        cfg = copy.deepcopy(base)
+        self._apply(cfg, parsed, values)
+        self.composed["fast"] += 1
+        if verify:
+            from omegaconf import OmegaConf
+
+            slow = self.hydra_compose(overrides)
+            if OmegaConf.to_container(slow, resolve=False) != OmegaConf.to_container(cfg, resolve=False):
+                log.debug("composition by values differs from Hydra's for %s: Hydra's is used", overrides)
+                self._bases[key] = None
+                return slow
+        return cfg
+
+    def _apply(self, cfg, parsed, values) -> None:
+        from omegaconf import OmegaConf, open_dict
+        from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+        for o in values:
+            try:
+                OmegaConf.update(cfg, o.key_or_group, o.value(), merge=True)
+            except (ConfigAttributeError, ConfigKeyError) as e:
+                raise ConfigError(
+                    o.key_or_group,
+                    o.get_value_element_as_str(),
+                    "no such key in the config",
+                    f"To add a new key use +{o.input_line}.",
+                ) from e
+        task = [o for o in parsed if not o.is_hydra_override()]
+        hydra_lines = [o.input_line for o in parsed if o.is_hydra_override()]
+        master_hydra = list(OmegaConf.to_container(self.master.hydra.overrides.hydra))
+        with open_dict(cfg.hydra):
+            cfg.hydra.overrides.hydra = master_hydra + hydra_lines
+            cfg.hydra.overrides.task = [o.input_line for o in task]
+            cfg.hydra.job.override_dirname = override_dirname(task, cfg.hydra.job.config.override_dirname)
+
+
+def override_dirname(task_overrides, settings) -> str:
+    """``hydra.job.override_dirname`` as Hydra documents it: the task overrides not in ``exclude_keys``,
+    sorted, joined by ``item_sep``, with ``kv_sep`` in place of each ``=``."""
+    lines = sorted(o.input_line for o in task_overrides if o.key_or_group not in settings.exclude_keys)
+    return settings.item_sep.join(lines).replace("=", settings.kv_sep)

@@ -1,0 +1,251 @@
+"""One job of a sweep, in whatever process a launcher runs it: claim its config, train, record.
+
+The sweeper has already checked every job, set aside the N/A and resumed ones and created the parent run; it
+wrote ``lossbench_sweep.json`` into the sweep folder, which each job reads. A job never raises: it records one
+status file in its own folder (:func:`write_status`) that the sweeper counts at the end.
+
+Claims: a job first looks for runs of its config fingerprint. A FINISHED one means it is done already
+(``resumed``); a RUNNING one whose process is gone is marked KILLED; a RUNNING one of a live process belongs
+to a concurrent sweep (``claimed``). It then creates its own run and looks again: if another live RUNNING or
+FINISHED run of that config is ordered before its own (start time, then id), it deletes its run and leaves
+the config to that one. Two sweeps started together therefore never both train a config.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache, partial
+from pathlib import Path
+
+log = logging.getLogger("lossbench")
+
+SWEEP_FILE = "lossbench_sweep.json"
+STATUS_FILE = "lossbench_status.json"
+STATUSES = ("finished", "resumed", "skipped", "failed", "claimed")
+
+
+def read_sweep(sweep_dir: str | Path) -> dict | None:
+    path = Path(sweep_dir) / SWEEP_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def job_description(c: dict) -> dict:
+    """What a job computes, in the report's terms (kept in its status, so N/A jobs show in the report too)."""
+    reg = c["regularization"]
+    return {
+        "data": c["data"]["name"],
+        "model": c["model"]["name"],
+        "loss": c["loss"]["name"],
+        "ratio": float(c["imbalance"]["ratio"]),
+        "profile": c["imbalance"]["profile"],
+        "regularization": reg["name"],
+        "strength": float(reg.get("strength", 0.0) or 0.0),
+        "rebalance": c["rebalance"]["name"],
+        "seed": int(c["seed"]),
+    }
+
+
+def write_status(job_dir: str | Path, status: str, **details) -> None:
+    Path(job_dir).mkdir(parents=True, exist_ok=True)
+    (Path(job_dir) / STATUS_FILE).write_text(json.dumps({"status": status, **details}))
+
+
+def collect_statuses(sweep_dir: str | Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(Path(sweep_dir).glob(f"*/{STATUS_FILE}"))]
+
+
+def count(statuses: list[dict]) -> dict[str, int]:
+    return {s: sum(1 for st in statuses if st["status"] == s) for s in STATUSES}
+
+
+def summary_line(counts: dict[str, int]) -> str:
+    line = (
+        f"{counts['finished']} finished, {counts['resumed']} resumed, "
+        f"{counts['skipped']} skipped (N/A), {counts['failed']} failed"
+    )
+    if counts.get("claimed"):
+        line += f", {counts['claimed']} left to a concurrent sweep"
+    return line
+
+
+def label(c: dict, num: int, total: int) -> str:
+    return (
+        f"[{num + 1}/{total}] model={c['model']['name']} loss={c['loss']['name']} "
+        f"ratio={c['imbalance']['ratio']:g} reg={c['regularization']['name']} seed={c['seed']}"
+    )
+
+
+@cache
+def _tracker(uri: str, experiment: str):
+    """One Tracker per process and store, its writes deferred to the process's writer thread: the jobs a
+    process runs share its client and experiment lookup."""
+    from lossbench.tracking import Tracker
+
+    return Tracker(uri, experiment, background=True)
+
+
+@dataclass
+class _Started:
+    """A job past its checks, with its data prepared and its MLflow child run RUNNING."""
+
+    num: int
+    label: str
+    prepared: object
+    run_id: str
+    tracker: object
+    write: Callable
+
+
+def _claim(tracker, fp: str, label_: str, write: Callable) -> bool:
+    """False (and the status written) when the config is FINISHED already or a live run of another sweep
+    holds it; RUNNING runs whose process is gone are marked KILLED on the way."""
+    from lossbench.runtime import is_gone
+
+    for run_id, _ in tracker.settle_interrupted(fp):
+        log.warning("%s: run %s was left RUNNING by a process that is gone: marked KILLED", label_, run_id)
+    refs = tracker.runs_with_fingerprint(fp)
+    done = [r for r in refs if r.status == "FINISHED"]
+    if done:
+        log.info("%s resumed: already FINISHED as run %s", label_, done[-1].run_id)
+        write("resumed", run_id=done[-1].run_id)
+        return False
+    live = [r for r in refs if r.status == "RUNNING" and not is_gone(r.tags)]
+    if live:
+        log.info("%s: run %s of a concurrent sweep is training this config", label_, live[0].run_id)
+        write("claimed", run_id=live[0].run_id)
+        return False
+    return True
+
+
+def _keep_claim(tracker, fp: str, run_id: str, label_: str, write: Callable) -> bool:
+    """After creating ``run_id``: False (the run deleted, the status written) when another live run of the
+    config comes first."""
+    from lossbench.runtime import is_gone
+
+    refs = tracker.runs_with_fingerprint(fp)
+    order = {r.run_id: i for i, r in enumerate(refs)}
+    mine = order.get(run_id, len(refs))
+    first = [
+        r
+        for r in refs
+        if r.run_id != run_id and (r.status == "FINISHED" or (order[r.run_id] < mine and not is_gone(r.tags)))
+    ]
+    if not first:
+        return True
+    tracker.client.delete_run(run_id)
+    log.info("%s: run %s of a concurrent sweep took this config first", label_, first[0].run_id)
+    write("claimed", run_id=first[0].run_id)
+    return False
+
+
+def _start_job(c: dict, job_dir, num: int, info: dict) -> _Started | None:
+    """Claim the config, prepare its data and open its child run. None when the job is settled (its status
+    written). Never raises."""
+    from lossbench.config import fingerprint
+    from lossbench.pipeline import prepare
+    from lossbench.tracking import TAG_SWEEP_ID
+
+    label_ = label(c, num, info["total"])
+    fp = fingerprint(c)
+    write = partial(write_status, job_dir, fingerprint=fp, job=job_description(c))
+    try:
+        tracker = _tracker(info["uri"], info["experiment"])
+        if c.get("resume", True) and not _claim(tracker, fp, label_, write):
+            return None
+        log.info("%s running", label_)
+        prepared = prepare(c)  # checked by the sweeper already; a ConfigError here is a change since
+        run_id = tracker.start(c, parent_run_id=info["parent_run_id"], extra_tags={TAG_SWEEP_ID: info["id"]})
+        if c.get("resume", True) and not _keep_claim(tracker, fp, run_id, label_, write):
+            return None
+    except Exception as e:  # before any run exists: recorded in the job folder, and the sweep goes on
+        log.error("%s failed before training: %s: %s", label_, type(e).__name__, e)
+        write("failed", reason=f"{type(e).__name__}: {e}")
+        return None
+    return _Started(num, label_, prepared, run_id, tracker, write)
+
+
+def _end_job(job: _Started, outcome) -> float | None:
+    """Record a RunResult (FINISHED) or the exception its training raised (FAILED). The status file is
+    written once MLflow holds the run's values (``failed`` when storing them failed)."""
+    from lossbench.tracking import failure_reason
+
+    failed = isinstance(outcome, BaseException)
+    reason = {"reason": failure_reason(outcome)} if failed else {}
+
+    def recorded(status: str, error: BaseException | None) -> None:
+        if error is None:
+            job.write(status, run_id=job.run_id, **reason)
+        else:
+            log.error("%s: storing run %s failed: %s", job.label, job.run_id, failure_reason(error))
+            job.write("failed", run_id=job.run_id, reason=f"storing the run failed: {failure_reason(error)}")
+
+    cfg = job.prepared.cfg
+    if failed:
+        log.error("%s FAILED (run %s): %s", job.label, job.run_id, reason["reason"])
+        job.tracker.fail(job.run_id, cfg, outcome, done=partial(recorded, "failed"))
+        return None
+    score = outcome.metrics["test/balanced_accuracy"]
+    log.info("%s finished: test balanced accuracy %.4f (run %s)", job.label, score, job.run_id)
+    job.tracker.finish(job.run_id, cfg, outcome, done=partial(recorded, "finished"))
+    return score
+
+
+def run_job(c: dict, hydra_cfg, info: dict) -> float | None:
+    """One job of a sweep: claim its config, run it as a child of the sweep's parent run. Never raises.
+
+    Jobs that differ only by seed (``info["seed_groups"]``, see ``vectorise_seeds``) are run by their group's
+    first job, the leader: every job of the group keeps its own claim and MLflow child run, and the fits left
+    to do are one vectorised ensemble (:func:`lossbench.ensemble.execute_seeds`). The others return at once;
+    the leader writes their status files. Unless ``info["deferred_writes"]`` (the lossbench launcher waits for
+    them when the sweep ends), the job waits for its MLflow writes before it returns."""
+    from lossbench.pipeline import execute
+
+    num = int(hydra_cfg.job.num)
+    leader = info.get("seed_leaders", {}).get(str(num))
+    if leader is not None and leader != num:
+        log.info("%s: trained in the seed ensemble of job %d", label(c, num, info["total"]), leader + 1)
+        return None
+    try:
+        if leader == num:
+            return _run_seed_group(c, hydra_cfg, info, info["seed_groups"][str(num)])
+        job = _start_job(c, hydra_cfg.runtime.output_dir, num, info)
+        if job is None:
+            return None
+        try:
+            result = execute(job.prepared)
+        except Exception as e:
+            return _end_job(job, e)
+        return _end_job(job, result)
+    finally:
+        if not info.get("deferred_writes"):
+            _wait_for_writes()
+
+
+def _wait_for_writes() -> None:
+    """Wait for this process's deferred MLflow writes (each job's own errors are in its status file)."""
+    from lossbench.tracking import wait_all
+
+    wait_all()
+
+
+def _run_seed_group(c: dict, hydra_cfg, info: dict, group: list[list[int]]) -> float | None:
+    """The leader's work: start every job of the group, train those left as one ensemble, record each."""
+    from lossbench.ensemble import execute_seeds
+
+    sweep_dir = Path(hydra_cfg.sweep.dir)
+    started = []
+    for num, seed in group:
+        job = _start_job({**c, "seed": seed}, sweep_dir / str(num), num, info)
+        if job is not None:
+            started.append(job)
+    if not started:
+        return None
+    try:
+        outcomes = execute_seeds([job.prepared for job in started], return_exceptions=True)
+    except Exception as e:  # the ensemble's own bug: every run it held is FAILED with the reason
+        outcomes = [e] * len(started)
+    scores = {job.num: _end_job(job, outcome) for job, outcome in zip(started, outcomes, strict=True)}
+    return scores.get(int(hydra_cfg.job.num))

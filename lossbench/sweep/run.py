@@ -1,0 +1,273 @@
+"""The sweeper's work, from the grid to the report (:class:`hydra_plugins.lossbench.sweeper.LossbenchSweeper`
+calls :func:`run_sweep`).
+
+1. Expand the grid, compose and check every job (:mod:`lossbench.sweep.plan`): a refusal exits 2 with one
+   line, nothing recorded.
+2. Open the store; settle N/A and FINISHED jobs; mark KILLED the parent runs of sweeps whose process is gone.
+3. Claim a sweep folder of its own (``<hydra.sweep.dir>``, or ``-2``, ``-3`` ... when another sweep has it),
+   write ``lossbench_sweep.json`` there and create the parent run.
+4. Launch the jobs left with the configured launcher (lossbench's own, or a stock one: joblib, submitit).
+5. Count the jobs' status files, close the parent run (FINISHED, FAILED, or KILLED on Ctrl-C), print the
+   summary, build the report and attach its files to the parent run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from lossbench.errors import CommandError, ConfigError
+
+log = logging.getLogger("lossbench")
+
+_EXIT = {"code": 0}  # the exit status a sweep leaves to the command (lossbench.cli.main exits with it)
+
+
+def exit_code() -> int:
+    return _EXIT["code"]
+
+
+def _refuse(error: Exception) -> None:
+    print(f"lossbench: error: {error}", file=sys.stderr)
+    sys.exit(2)
+
+
+def claim_folder(base: Path) -> Path:
+    """A folder no other sweep uses: ``base`` itself when this call creates it, else the first of
+    ``base-2``, ``base-3`` ... that it creates (``mkdir`` is atomic, so two sweeps never share one)."""
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 10_000):
+        folder = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        return folder
+    raise CommandError(f"no free sweep folder next to {base}")
+
+
+def _override_value(text: str) -> str:
+    """A value as Hydra's override grammar reads it back unchanged (quoted unless plainly safe)."""
+    import re
+
+    if re.fullmatch(r"[A-Za-z0-9_./:\-]+", text):
+        return text
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _pin_folder(jobs, folder: Path) -> str:
+    """Set every composed job's ``hydra.sweep.dir`` to the claimed folder, as an override would; returns
+    that override (stock launchers compose each job again, with it)."""
+    from omegaconf import open_dict, read_write
+
+    override = f"hydra.sweep.dir={_override_value(str(folder))}"
+    for job in jobs:
+        with read_write(job.cfg.hydra), open_dict(job.cfg.hydra):
+            job.cfg.hydra.sweep.dir = str(folder)
+            job.cfg.hydra.overrides.hydra = [*job.cfg.hydra.overrides.hydra, override]
+    return override
+
+
+def _vectorise_seeds(c: dict, cfg) -> bool:
+    """``vectorise_seeds``: true, false, or auto (= when this machine has CUDA). Only with job folders named
+    by job number (the leader writes its siblings' status files) and no interpolation of ``seed`` elsewhere
+    (a sibling's config is the leader's with ``seed`` replaced)."""
+    from omegaconf import OmegaConf
+
+    mode = c.get("vectorise_seeds", "auto")
+    if mode == "auto":
+        import torch
+
+        mode = torch.cuda.is_available()
+    if mode is not True:
+        return False
+    subdir = OmegaConf.to_container(cfg.hydra.sweep, resolve=False).get("subdir")
+    body = OmegaConf.to_yaml({k: v for k, v in cfg.items() if k != "hydra"}, resolve=False)
+    return subdir == "${hydra.job.num}" and "${seed}" not in body
+
+
+def launcher_advice(launcher_target: str, psutil_installed: bool | None = None) -> str | None:
+    """What to tell the user about their launcher before the sweep starts, if anything."""
+    if psutil_installed is None:
+        import importlib.util
+
+        psutil_installed = importlib.util.find_spec("psutil") is not None
+    parallel = "hydra_joblib_launcher" in launcher_target or "hydra_plugins.lossbench" in launcher_target
+    if parallel and not psutil_installed:
+        return (
+            "psutil is not installed: joblib's workers will run a full garbage collection after every job "
+            "(~0.3 s each with torch and MLflow loaded): `pip install psutil` (in lossbench's `parallel` "
+            "extra)"
+        )
+    return None
+
+
+def run_sweep(sweeper, arguments: list[str]):
+    """The whole sweep (see the module docstring). Returns the launcher's job returns."""
+    from lossbench.sweep.compose import JobComposer
+    from lossbench.sweep.grid import expand, seed_groups, sweep_arguments
+    from lossbench.sweep.plan import plan, settle_finished
+    from lossbench.tracking import TAG_ROLE, TAG_SWEEP_ID, Tracker
+
+    config, launcher = sweeper.config, sweeper.launcher
+    loader = sweeper.hydra_context.config_loader
+    try:
+        grid = expand(sweep_arguments(sweeper.params, arguments), loader)
+        composer = JobComposer(loader, config)
+        checked = plan(composer, grid)
+        tracker = Tracker(checked.uri, checked.experiment)
+    except (CommandError, ConfigError) as e:
+        _refuse(e)
+    log.info(
+        "checked %d jobs in %.1f s (%d compositions by Hydra)",
+        len(grid),
+        checked.seconds,
+        composer.composed["hydra"],
+    )
+    for run_id, reason in tracker.settle_interrupted(None):
+        log.warning(
+            "sweep run %s was left RUNNING by a process that is gone: marked KILLED (%s)",
+            run_id,
+            reason,
+        )
+    settle_finished(checked, tracker)
+    target = str(config.hydra.launcher.get("_target_", ""))
+    advice = launcher_advice(target) if _parallel(config) else None
+    if advice:
+        log.warning(advice)
+
+    folder = claim_folder(Path(str(config.hydra.sweep.dir)))
+    to_run = checked.to_run
+    pin = _pin_folder(to_run, folder)
+    from omegaconf import open_dict, read_write
+
+    with read_write(config.hydra), open_dict(config.hydra):
+        config.hydra.sweep.dir = str(folder)  # the launcher makes its job folders under it
+    vectorise = bool(to_run) and _vectorise_seeds(to_run[0].c, to_run[0].cfg)
+    groups = seed_groups([j.overrides for j in to_run]) if vectorise else {}
+    sweep_id = uuid.uuid4().hex[:12]
+    swept = sweeper.params or {}
+    parent = tracker.start_parent(
+        name=f"sweep-{checked.experiment}-{time.strftime('%Y%m%d-%H%M%S')}",
+        tags={TAG_SWEEP_ID: sweep_id, "lossbench.sweep_dir": str(folder.resolve()), TAG_ROLE: "sweep"},
+        params={
+            "sweep.jobs": len(grid),
+            "sweep.params": json.dumps(dict(swept)),
+            "sweep.overrides": json.dumps(list(config.hydra.overrides.task)),
+        },
+    )
+    in_process = _in_process(launcher)
+    info = {
+        "parent_run_id": parent,
+        "uri": checked.uri,
+        "experiment": checked.experiment,
+        "total": len(to_run),
+        "grid": len(grid),
+        "id": sweep_id,
+        "seed_groups": groups,  # leader job number -> [[job number, seed], ...]
+        "seed_leaders": {str(num): int(lead) for lead, group in groups.items() for num, _ in group},
+        "deferred_writes": in_process,  # the lossbench launcher, in this process, waits for them at the end
+    }
+    (folder / "lossbench_sweep.json").write_text(json.dumps(info))
+    na, resumed = checked.settled("skipped"), checked.settled("resumed")
+    log.info(
+        "sweep of %d jobs into MLflow experiment '%s' (parent run %s) at %s: %d to run, %d N/A, %d FINISHED "
+        "already",
+        len(grid),
+        checked.experiment,
+        parent,
+        checked.uri,
+        len(to_run),
+        len(na),
+        len(resumed),
+    )
+    if groups:
+        log.info("%d groups of jobs that differ only by seed train as vectorised ensembles", len(groups))
+    settled = [j.status for j in checked.jobs if j.status is not None]
+    returns = []
+    try:
+        if to_run:
+            if hasattr(launcher, "use_configs"):
+                launcher.use_configs({tuple([*j.overrides, pin]): j.cfg for j in to_run})
+            returns = launcher.launch([[*j.overrides, pin] for j in to_run], initial_job_idx=0)
+    except KeyboardInterrupt:
+        _close(tracker, parent, folder, settled, len(to_run), status="KILLED", reason="interrupted (Ctrl-C)")
+        raise
+    except BaseException as e:
+        reason = f"the launcher failed: {e}"
+        _close(tracker, parent, folder, settled, len(to_run), status="FAILED", reason=reason)
+        raise
+    counts, missing = _close(tracker, parent, folder, settled, len(to_run))
+    reported = _report(checked, tracker, parent, sweep_id)
+    if counts["failed"] or missing or not reported:
+        _EXIT["code"] = 1
+    return returns
+
+
+def _parallel(config) -> bool:
+    n_jobs = config.hydra.launcher.get("n_jobs", 1)
+    return n_jobs is None or int(n_jobs) != 1
+
+
+def _in_process(launcher) -> bool:
+    return getattr(launcher, "runs_in_process", lambda: False)()
+
+
+def _close(tracker, parent: str, folder: Path, settled: list[dict], launched: int, **final):
+    """Count the jobs' statuses, record them on the parent run and close it; print the summary line."""
+    from lossbench.sweep.jobs import collect_statuses, count, summary_line
+    from lossbench.tracking import wait_all
+
+    wait_all()  # this process's deferred writes (jobs run in it), before their status files are read
+    reported = collect_statuses(folder)
+    statuses = settled + reported
+    counts = count(statuses)
+    missing = max(launched - len(reported), 0)
+    tracker.finish_parent(parent, counts, statuses, missing=missing, **final)
+    line = summary_line(counts) + (f", {missing} did not report" if missing else "")
+    log.info("sweep done: %s", line)
+    log.info(
+        "MLflow: experiment '%s' at %s (browse: mlflow ui); job folders: %s",
+        tracker.experiment,
+        tracker.uri,
+        folder,
+    )
+    print(f"lossbench: {line}", file=sys.stderr)
+    return counts, missing
+
+
+def _report(checked, tracker, parent: str, sweep_id: str) -> bool:
+    """Build the sweep's comparison report and attach its files to the parent run. False when it failed (the
+    runs are recorded all the same, and the message says how to rebuild it)."""
+    report = checked.report
+    if not report.get("enabled", True):
+        return True
+    try:
+        from lossbench.report import build_report
+
+        index = build_report(
+            checked.experiment,
+            tracking_uri=checked.uri,
+            out=report["folder"],
+            metric=report.get("metric") or "balanced_accuracy",
+            sweep=sweep_id,
+        )
+        tracker.log_report(parent, index.parent)
+    except Exception as e:
+        log.error(
+            "the report could not be built (%s: %s); the runs are recorded, rebuild it with: "
+            "python -m lossbench.report --experiment %s",
+            type(e).__name__,
+            e,
+            checked.experiment,
+        )
+        return False
+    from lossbench.paths import shown
+
+    log.info("report: %s (also attached to the sweep's parent run under report/)", shown(index))
+    print(f"lossbench: report written to {shown(index)}", file=sys.stderr)
+    return True
