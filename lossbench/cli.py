@@ -47,6 +47,7 @@ def _single_run(c: dict) -> float:
         check_store(uri)
         tracker = Tracker(uri, c["tracking"]["experiment"])
     except ConfigError as e:
+        _discard_run_folder()
         fail(str(e))
     for run_id, reason in tracker.settle_interrupted(fingerprint(c)):
         log.warning("run %s was left RUNNING by a process that is gone: marked KILLED (%s)", run_id, reason)
@@ -74,6 +75,30 @@ def _single_run(c: dict) -> float:
     )
     log.info("MLflow run %s in experiment '%s' at %s  (browse: mlflow ui)", run_id, tracker.experiment, uri)
     return m["test/balanced_accuracy"]
+
+
+def _discard_run_folder() -> None:
+    """A refused run leaves no folder: the one Hydra made for it goes, when it holds only what Hydra wrote
+    there (``.hydra/`` and the job's log), and so do the folders above it that this leaves empty."""
+    import shutil
+    from pathlib import Path
+
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        hydra_cfg = HydraConfig.get()
+        folder = Path(hydra_cfg.runtime.output_dir)
+        expected = {str(hydra_cfg.output_subdir), f"{hydra_cfg.job.name}.log"}
+    except (ValueError, AttributeError):
+        return
+    if not folder.is_dir() or not {p.name for p in folder.iterdir()} <= expected:
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    top = Path.cwd().resolve()
+    parent = folder.resolve().parent
+    while parent != top and top in parent.parents and not any(parent.iterdir()):
+        parent.rmdir()
+        parent = parent.parent
 
 
 def _keep_traceback(error: BaseException) -> str | None:
@@ -126,6 +151,13 @@ def main() -> None:
     from lossbench.runtime import skip_exit_gc
 
     skip_exit_gc()
+    from lossbench.commandline import precheck
+    from lossbench.errors import CommandError, ConfigError
+
+    try:
+        precheck(sys.argv[1:])  # a typo'd key or option: one line naming it, before Hydra's own message
+    except (CommandError, ConfigError) as e:
+        fail(str(e))
     register_plugins()
     hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")(_task)()
     from lossbench.sweep.run import exit_code

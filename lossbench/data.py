@@ -349,7 +349,24 @@ def _read_table(path: str):
         raise ConfigError(
             "data.path", path, "must be a table with a header and at least one data row", "The file has none."
         )
+    names = _header(file) if file.suffix.lower() not in PARQUET_SUFFIXES else [str(c) for c in df.columns]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:  # pandas would rename them (a, a.1) and the table would be read as something it is not
+        raise ConfigError(
+            "data.path",
+            path,
+            "each column needs its own name; the header repeats " + ", ".join(map(repr, repeated)),
+            "Rename the repeated columns.",
+        )
     return df
+
+
+def _header(file: Path) -> list[str]:
+    """A CSV file's column names as written in its first line (before pandas renames repeats)."""
+    import csv
+
+    with open(file, newline="", encoding="utf-8", errors="replace") as f:
+        return list(next(csv.reader(f), []))
 
 
 def _as_strings(values) -> np.ndarray:

@@ -8,7 +8,9 @@ class ConfigError(ValueError):
 
     def __init__(self, key: str, value: object, allowed: str, hint: str | None = None) -> None:
         self.key, self.value, self.allowed = key, value, allowed
-        message = f"{key}={value!r} is invalid: {allowed}."
+        message = f"{key}={value!r} is invalid: {allowed}" + (
+            "" if allowed.endswith(("?", ".", "!")) else "."
+        )
         if hint:
             message += f" {hint}"
         super().__init__(message)

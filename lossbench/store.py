@@ -20,6 +20,14 @@ log = logging.getLogger("lossbench")
 TESTED_REVISIONS = frozenset({"dc11669786a5"})  # MLflow 3.17
 
 
+def sqlite_file(uri: str) -> Path | None:
+    """The database file a ``sqlite:///`` tracking URI names (it may not exist yet), or None for any other."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri.removeprefix("sqlite:///").split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
 def sqlite_path(uri: str) -> Path | None:
     """The database file of a ``sqlite:///`` tracking URI, when it is a plain existing file."""
     if not uri.startswith("sqlite:///") or "?" in uri:

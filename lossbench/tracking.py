@@ -23,6 +23,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -79,9 +80,12 @@ _STORE_HINT = (
 )
 
 
-def check_store(uri: str, timeout: float = 10.0, *, key: str = "tracking.uri") -> None:
+def check_store(
+    uri: str, timeout: float = 10.0, *, key: str = "tracking.uri", must_exist: bool = False
+) -> None:
     """Fail fast, naming the URI, when it is not a tracking store lossbench can write to or when the store
-    cannot be reached (a server gets ``timeout`` seconds to answer its health check): before any training."""
+    cannot be reached (a server gets ``timeout`` seconds to answer its health check): before any training.
+    ``must_exist``: a SQLite file must be there already (a report reads a store; it never creates one)."""
     from urllib.parse import urlparse
 
     from lossbench.errors import ConfigError
@@ -100,7 +104,8 @@ def check_store(uri: str, timeout: float = 10.0, *, key: str = "tracking.uri") -
                 key,
                 uri,
                 f"the MLflow server cannot be reached ({reason})",
-                "Start it (mlflow server ...) or point tracking.uri / MLFLOW_TRACKING_URI elsewhere.",
+                "Start it (mlflow server ...), or point lossbench at another store (tracking.uri, the "
+                "report's --tracking-uri, or MLFLOW_TRACKING_URI).",
             ) from e
     elif scheme == "sqlite":
         path = uri.split("://", 1)[1].removeprefix("/").split("?", 1)[0]
@@ -110,6 +115,13 @@ def check_store(uri: str, timeout: float = 10.0, *, key: str = "tracking.uri") -
             )
         if not Path(path).parent.is_dir():
             raise ConfigError(key, uri, f"the folder {Path(path).parent} does not exist")
+        if must_exist and not Path(path).is_file():
+            raise ConfigError(
+                key,
+                uri,
+                f"there is no MLflow store at {path}",
+                "Run a sweep here first, or point --tracking-uri / MLFLOW_TRACKING_URI at the store.",
+            )
     elif scheme in _DATABASES or scheme == "databricks":
         pass  # the client's own connection error is reported when the store is opened (Tracker)
     elif scheme in ("", "file") or len(scheme) == 1:  # a bare path (C:\\ on Windows) or file://
@@ -155,6 +167,32 @@ def run_name(cfg: dict) -> str:
 
 def _param_value(value) -> str:
     return json.dumps(value) if isinstance(value, list | dict) else str(value)
+
+
+@contextmanager
+def _first_open(uri: str):
+    """Hold an exclusive lock on a SQLite store's folder while this process first opens it. MLflow creates
+    or migrates the schema on first open, and two processes doing so at once race in its migrations (two
+    sweeps started together in a fresh folder). Uncontended on a store that exists: the lock is held for the
+    open and the experiment lookup only. Nothing is held for any other URI."""
+    from lossbench.store import sqlite_file
+
+    path = sqlite_file(uri)
+    if path is None or not path.parent.is_dir():
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock (MLflow's own behaviour)
+        yield
+        return
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 @dataclass
@@ -247,8 +285,9 @@ class Tracker:
         self.uri = uri
         check_experiment_name(experiment)
         try:
-            self.client = MlflowClient(tracking_uri=uri)
-            found = self.client.get_experiment_by_name(experiment)
+            with _first_open(uri):
+                self.client = MlflowClient(tracking_uri=uri)
+                found = self.client.get_experiment_by_name(experiment)
             if found is not None and found.lifecycle_stage != "active":
                 raise ConfigError(
                     "tracking.experiment",
@@ -257,20 +296,28 @@ class Tracker:
                     f"Restore it (mlflow experiments restore --experiment-id {found.experiment_id}) or "
                     "choose another name.",
                 )
-            # the experiment kind makes the MLflow UI open its model-training view rather than the GenAI one
-            self.experiment_id = (
-                found.experiment_id
-                if found
-                else self.client.create_experiment(
-                    experiment, tags={"mlflow.experimentKind": "custom_model_development"}
-                )
-            )
+            self.experiment_id = found.experiment_id if found else self._create_experiment(experiment)
         except ConfigError:
             raise
         except Exception as e:  # MLflow's errors about URIs, drivers, connections and names: one line
             raise store_error(uri, e) from e
         self.experiment = experiment
         self.writes = writes(background)
+
+    def _create_experiment(self, name: str) -> str:
+        """Create the experiment; when another process created it meanwhile, use that one."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            # the experiment kind makes the MLflow UI open its model-training view rather than the GenAI one
+            return self.client.create_experiment(
+                name, tags={"mlflow.experimentKind": "custom_model_development"}
+            )
+        except MlflowException:
+            found = self.client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            return found.experiment_id
 
     # --- runs -------------------------------------------------------------------------------------------
 

@@ -175,6 +175,9 @@ def _validate_loss(cfg: Mapping, num_classes: int | None) -> None:
     try:
         validate_loss_params(cfg["loss"]["name"], num_classes=num_classes, **params)
     except (TypeError, ValueError) as e:
+        param = getattr(e, "param", None)
+        if param is not None:  # one parameter: name it (loss.gamma), with what it must be
+            raise ConfigError(f"loss.{param}", e.value, e.allowed) from e
         raise ConfigError("loss", cfg["loss"]["name"], str(e).rstrip(".")) from e
 
 

@@ -176,9 +176,23 @@ def test_a_killed_sweep_resumes_to_exactly_one_finished_run_per_config(tmp_path)
 
     again = run_cli(["+experiment=smoke"], cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
-    _, _, children = _store(tmp_path)
+    _, parents, children = _store(tmp_path)
     finished = Counter(r.data.tags["lossbench.fingerprint"] for r in children if r.info.status == "FINISHED")
     assert len(finished) == SMOKE_FINISHED and set(finished.values()) == {1}
+    # what the killed process left RUNNING (its parent run, the child it was training) is KILLED now
+    runs = parents + children
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    killed = [r for r in runs if r.info.status == "KILLED"]
+    assert sorted(p.info.status for p in parents) == ["FINISHED", "KILLED"]
+    for run in killed:
+        assert run.data.tags["lossbench.failure_reason"].startswith("interrupted: process ")
+    report = run_cli(["--experiment", "smoke", "--all"], cwd=tmp_path, module="lossbench.report")
+    assert report.returncode == 0, report.stderr[-2000:]
+    readme = (tmp_path / "reports" / "smoke" / "README.md").read_text()
+    assert "still RUNNING" not in readme
+    kids_killed = sum(1 for r in children if r.info.status == "KILLED")
+    if kids_killed:
+        assert f"interrupted (KILLED) {kids_killed}" in readme
 
 
 def test_an_unreachable_tracking_server_fails_fast_naming_it(tmp_path):

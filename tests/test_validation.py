@@ -74,7 +74,7 @@ BAD = [
     (["model=ridge", "loss=ce"], r"loss='ce' is invalid: model=ridge supports the losses: mse"),
     (
         ["loss=focal", "loss.gamma=-1", "model=torch_mlp"],
-        r"The 'gamma' parameter of loss 'focal' must be a float in the range \[0, inf\)",
+        r"^loss\.gamma=-1\.0 is invalid: must be a float in the range \[0, inf\) for loss 'focal'\.$",
     ),
     (
         ["rebalance=class_weight", "loss=weighted_ce"],

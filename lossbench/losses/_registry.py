@@ -163,9 +163,14 @@ def validate_loss_params(name: str, *, num_classes: int | None = None, **params:
     unknown = sorted(set(params) - set(spec.params))
     if unknown:
         allowed = ", ".join(repr(p) for p in spec.params) if spec.params else "none (it takes no parameters)"
+        hint = _did_you_mean(unknown[0], list(spec.params))
+        close = difflib.get_close_matches(unknown[0], list(spec.params), n=1)
         raise InvalidLossParameterError(
-            f"Unknown parameter {unknown[0]!r} for loss {name!r}. Allowed parameters: {allowed}."
-            + _did_you_mean(unknown[0], list(spec.params))
+            f"Unknown parameter {unknown[0]!r} for loss {name!r}. Allowed parameters: {allowed}.{hint}",
+            param=unknown[0],
+            value=params[unknown[0]],
+            allowed=f"loss {name!r} has no such parameter (its parameters: {allowed})"
+            + (f"; did you mean {close[0]!r}?" if close else ""),
         )
     return {
         p: check_param(f"loss {name!r}", p, params.get(p, default), spec.constraints[p], num_classes)

@@ -30,7 +30,15 @@ class InvalidLossParameterError(ValueError, TypeError):
 
     Like scikit-learn's ``InvalidParameterError``, one class covers both, so callers that expect
     ``TypeError`` for a string where a float belongs and ``ValueError`` for an out-of-range float both work.
+    ``param``, ``value`` and ``allowed`` say which parameter, its value and what it must be, when the error
+    is about one parameter (None otherwise).
     """
+
+    def __init__(
+        self, message: str, *, param: str | None = None, value: Any = None, allowed: str | None = None
+    ):
+        super().__init__(message)
+        self.param, self.value, self.allowed = param, value, allowed
 
 
 class _Rejected(Exception):
@@ -172,7 +180,10 @@ def check_param(
             continue
     allowed = _join_or([c.describe(num_classes) for c in constraints])
     raise InvalidLossParameterError(
-        f"The {param!r} parameter of {owner} must be {allowed}. Got {value!r} instead."
+        f"The {param!r} parameter of {owner} must be {allowed}. Got {value!r} instead.",
+        param=param,
+        value=value,
+        allowed=f"must be {allowed} for {owner}",
     )
 
 

@@ -42,15 +42,25 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="[%(asctime)s][%(levelname)s] %(message)s", datefmt="%H:%M:%S"
     )
+    _bound_http_waits()
     from lossbench.errors import ConfigError
     from lossbench.report import check_metric
-    from lossbench.report.build import build_report
+    from lossbench.tracking import check_store, tracking_uri
 
     try:
         check_metric(args.metric)  # before touching the store
+        from lossbench.paths import check_report_dir, report_dir
+
+        check_report_dir(report_dir(args.out, args.experiment, key="--out"), key="--out")
+        uri = tracking_uri(args.tracking_uri)
+        check_store(
+            uri, key="--tracking-uri", must_exist=True
+        )  # a server that does not answer fails in seconds, not minutes
+        from lossbench.report.build import build_report
+
         index = build_report(
             args.experiment,
-            tracking_uri=args.tracking_uri,
+            tracking_uri=uri,
             out=args.out,
             metric=args.metric,
             sweep="all" if args.all else (args.sweep or "latest"),
@@ -58,9 +68,20 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"lossbench.report: error: {e}", file=sys.stderr)
         return 2
-    print(f"report: {index}")
-    print(f"        {index.parent / 'README.md'}")
+    from lossbench.paths import shown
+
+    print(f"report: {shown(index)}")
+    print(f"        {shown(index.parent / 'README.md')}")
     return 0
+
+
+def _bound_http_waits() -> None:
+    """MLflow's HTTP client waits 120 s a request and retries 5 times (minutes against a server that went
+    silent); the report asks for 20 s and 2 retries unless the user set MLflow's variables."""
+    import os
+
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 
 
 if __name__ == "__main__":

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,8 +29,6 @@ from lossbench.report.sections import (
 from lossbench.report.sections.context import ReportContext
 
 log = logging.getLogger("lossbench")
-
-REPORT_FILES = ("index.html", "README.md", "summary.csv", "comparisons.csv")
 
 
 class ReportBuilder:
@@ -119,15 +115,23 @@ def build_report(
     out: str | Path | None = None,
     metric: str = "balanced_accuracy",
     sweep: str = "latest",
+    *,
+    key: str = "--out",
 ) -> Path:
     """Build the comparison report of an MLflow experiment; returns the path of its ``index.html``.
 
     ``sweep``: ``"latest"`` (default), ``"all"`` (every run), or a sweep id. ``out`` defaults to
-    ``reports/<experiment>/``. The folder gets ``index.html``, ``README.md``, ``summary.csv``,
-    ``comparisons.csv`` and ``figures/``; other files in it are left alone.
+    ``reports/<experiment>/`` (:func:`lossbench.paths.report_dir`: a relative folder must lie inside
+    ``reports/``). The folder gets ``index.html``, ``README.md``, ``summary.csv``, ``comparisons.csv`` and
+    ``figures/``, written by :func:`lossbench.paths.write_report`: a folder that is not empty and holds no
+    lossbench report is refused, and files lossbench did not write are never replaced or removed. ``key``
+    names the setting in error messages (``report.out`` in a sweep).
     """
+    from lossbench.paths import check_report_dir, report_dir, shown, write_report
+
     metric = check_metric(metric)
-    out = Path(out) if out is not None else Path("reports") / experiment
+    folder = report_dir(out, experiment, key=key)
+    check_report_dir(folder, key=key)  # before anything is read
     started = time.perf_counter()
     exp = load_experiment(experiment, tracking_uri, scope=sweep)
     log.info(
@@ -140,33 +144,24 @@ def build_report(
     # (statsmodels' Holm correction calls gc.collect(), ~1 s a call with 10k runs in memory)
     gc.freeze()
     try:
-        _write(exp, metric, out)
+        write_report(folder, lambda staging: _write(exp, metric, staging), key=key)
     finally:
         gc.unfreeze()
-    log.info("report: built in %.1f s -> %s", time.perf_counter() - started, out / "index.html")
-    return out / "index.html"
+    log.info("report: built in %.1f s -> %s", time.perf_counter() - started, shown(folder / "index.html"))
+    return folder / "index.html"
 
 
-def _write(exp: Experiment, metric: str, out: Path) -> None:
+def _write(exp: Experiment, metric: str, staging: Path) -> None:
+    """Every file of the report, into the (fresh) folder ``staging``."""
     from lossbench.report.document import to_html, to_markdown
 
-    with tempfile.TemporaryDirectory() as tmp:
-        staging = Path(tmp) / "report"
-        builder = ReportBuilder(exp, metric, staging)
-        doc = builder.build()
-        staging.mkdir(parents=True, exist_ok=True)
-        (staging / "index.html").write_text(to_html(doc), encoding="utf-8")
-        (staging / "README.md").write_text(to_markdown(doc), encoding="utf-8")
-        builder.summary.to_csv(staging / "summary.csv", index=False)
-        pd.DataFrame(builder.comparisons).to_csv(staging / "comparisons.csv", index=False)
-        # replace what a previous build wrote (figures of a wider sweep must not linger), keep anything else
-        out.mkdir(parents=True, exist_ok=True)
-        if (out / "figures").is_dir():
-            shutil.rmtree(out / "figures")
-        for name in REPORT_FILES:
-            shutil.copy2(staging / name, out / name)
-        if (staging / "figures").is_dir():
-            shutil.copytree(staging / "figures", out / "figures")
+    builder = ReportBuilder(exp, metric, staging)
+    doc = builder.build()
+    staging.mkdir(parents=True, exist_ok=True)
+    (staging / "index.html").write_text(to_html(doc), encoding="utf-8")
+    (staging / "README.md").write_text(to_markdown(doc), encoding="utf-8")
+    builder.summary.to_csv(staging / "summary.csv", index=False)
+    pd.DataFrame(builder.comparisons).to_csv(staging / "comparisons.csv", index=False)
 
 
 __all__ = ["build_report"]

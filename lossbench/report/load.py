@@ -93,7 +93,12 @@ def _experiment_id(client, experiment: str, uri: str) -> str:
     rows = query(uri, "SELECT experiment_id FROM experiments WHERE name = ?", (experiment,))
     if rows:
         return str(rows[0][0])
-    found = client.get_experiment_by_name(experiment)
+    try:
+        found = client.get_experiment_by_name(experiment)
+    except Exception as e:  # MLflow's errors about the store (URI, driver, connection): one line
+        from lossbench.tracking import store_error
+
+        raise store_error(uri, e, key="--tracking-uri") from e
     if found is None:
         names = sorted(e.name for e in client.search_experiments())
         raise ConfigError(

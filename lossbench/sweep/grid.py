@@ -40,13 +40,15 @@ def expand(arguments: list[str], config_loader=None) -> list[list[str]]:
             if not override.is_discrete_sweep():
                 raise ConfigError(
                     key,
-                    override.input_line,
+                    override.input_line.split("=", 1)[1],
                     "an interval sweep has no list of values to run",
                     "Use a,b,c, range(start,stop,step), choice(...) or glob(...).",
                 )
             values = [f"{key}={value}" for value in override.sweep_string_iterator()]
             if not values:
-                raise ConfigError(key, override.input_line, "the sweep over this key has no values")
+                raise ConfigError(
+                    key, override.get_value_element_as_str(), "the sweep over this key has no values"
+                )
         else:
             values = [f"{key}={override.get_value_element_as_str()}"]
         axes[key] = values  # a later mention replaces the values and keeps the axis's place

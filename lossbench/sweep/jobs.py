@@ -6,9 +6,9 @@ status file in its own folder (:func:`write_status`) that the sweeper counts at 
 
 Claims: a job first looks for runs of its config fingerprint. A FINISHED one means it is done already
 (``resumed``); a RUNNING one whose process is gone is marked KILLED; a RUNNING one of a live process belongs
-to a concurrent sweep (``claimed``). It then creates its own run and looks again: if another live RUNNING or
-FINISHED run of that config is ordered before its own (start time, then id), it deletes its run and leaves
-the config to that one. Two sweeps started together therefore never both train a config.
+to a concurrent sweep (``claimed``). It then creates its own run and looks again: if any other live run of
+that config is there, it deletes its own, waits a random while and starts over (:func:`_keep_claim` says
+why this leaves at most one). Two sweeps started together therefore never both train a config.
 """
 
 from __future__ import annotations
@@ -49,12 +49,25 @@ def job_description(c: dict) -> dict:
 
 
 def write_status(job_dir: str | Path, status: str, **details) -> None:
-    Path(job_dir).mkdir(parents=True, exist_ok=True)
-    (Path(job_dir) / STATUS_FILE).write_text(json.dumps({"status": status, **details}))
+    """The job's status file, written whole or not at all (a reader never sees half of it)."""
+    import os
+
+    folder = Path(job_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    partial_ = folder / f".{STATUS_FILE}.{os.getpid()}"
+    partial_.write_text(json.dumps({"status": status, **details}))
+    os.replace(partial_, folder / STATUS_FILE)
 
 
 def collect_statuses(sweep_dir: str | Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(Path(sweep_dir).glob(f"*/{STATUS_FILE}"))]
+    """Every job's status; a file that cannot be read counts as a job that did not report."""
+    statuses = []
+    for path in sorted(Path(sweep_dir).glob(f"*/{STATUS_FILE}")):
+        try:
+            statuses.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            log.warning("unreadable status file %s: counted as a job that did not report", path)
+    return statuses
 
 
 def count(statuses: list[dict]) -> dict[str, int]:
@@ -120,30 +133,33 @@ def _claim(tracker, fp: str, label_: str, write: Callable) -> bool:
     return True
 
 
-def _keep_claim(tracker, fp: str, run_id: str, label_: str, write: Callable) -> bool:
-    """After creating ``run_id``: False (the run deleted, the status written) when another live run of the
-    config comes first."""
+def _keep_claim(tracker, fp: str, run_id: str, label_: str) -> bool:
+    """After creating ``run_id``: True when no other live run of the config is in the store. Else the run is
+    deleted and False returned: the job backs off and looks again.
+
+    Why any other run, not only earlier ones: start times are taken before a run is stored, so a run with an
+    earlier start time can become visible after one with a later start time, and two jobs ordering by it can
+    both believe they came first. Of two jobs that each create a run and then look, at least the one that
+    looks last sees both runs; so at most one keeps its run. When both see both, both back off (for a random
+    while) and try again."""
     from lossbench.runtime import is_gone
 
     refs = tracker.runs_with_fingerprint(fp)
-    order = {r.run_id: i for i, r in enumerate(refs)}
-    mine = order.get(run_id, len(refs))
-    first = [
-        r
-        for r in refs
-        if r.run_id != run_id and (r.status == "FINISHED" or (order[r.run_id] < mine and not is_gone(r.tags)))
-    ]
-    if not first:
+    others = [r for r in refs if r.run_id != run_id and (r.status == "FINISHED" or not is_gone(r.tags))]
+    if not others:
         return True
+    tracker.wait()  # its params may still be on their way to the store
     tracker.client.delete_run(run_id)
-    log.info("%s: run %s of a concurrent sweep took this config first", label_, first[0].run_id)
-    write("claimed", run_id=first[0].run_id)
+    log.info("%s: run %s of a concurrent sweep holds this config too; backing off", label_, others[0].run_id)
     return False
 
 
 def _start_job(c: dict, job_dir, num: int, info: dict) -> _Started | None:
     """Claim the config, prepare its data and open its child run. None when the job is settled (its status
     written). Never raises."""
+    import random
+    import time
+
     from lossbench.config import fingerprint
     from lossbench.pipeline import prepare
     from lossbench.tracking import TAG_SWEEP_ID
@@ -151,20 +167,28 @@ def _start_job(c: dict, job_dir, num: int, info: dict) -> _Started | None:
     label_ = label(c, num, info["total"])
     fp = fingerprint(c)
     write = partial(write_status, job_dir, fingerprint=fp, job=job_description(c))
+    claims = c.get("resume", True)
     try:
         tracker = _tracker(info["uri"], info["experiment"])
-        if c.get("resume", True) and not _claim(tracker, fp, label_, write):
-            return None
-        log.info("%s running", label_)
-        prepared = prepare(c)  # checked by the sweeper already; a ConfigError here is a change since
-        run_id = tracker.start(c, parent_run_id=info["parent_run_id"], extra_tags={TAG_SWEEP_ID: info["id"]})
-        if c.get("resume", True) and not _keep_claim(tracker, fp, run_id, label_, write):
-            return None
+        for attempt in range(_CLAIM_ATTEMPTS):
+            if claims and not _claim(tracker, fp, label_, write):
+                return None
+            if attempt == 0:
+                log.info("%s running", label_)
+                prepared = prepare(c)  # checked by the sweeper already; a ConfigError here is a change since
+            tags = {TAG_SWEEP_ID: info["id"]}
+            run_id = tracker.start(c, parent_run_id=info["parent_run_id"], extra_tags=tags)
+            if not claims or _keep_claim(tracker, fp, run_id, label_):
+                return _Started(num, label_, prepared, run_id, tracker, write)
+            time.sleep(random.uniform(0.05, 0.5) * (attempt + 1))
+        raise RuntimeError(f"another sweep kept claiming this config ({_CLAIM_ATTEMPTS} tries)")
     except Exception as e:  # before any run exists: recorded in the job folder, and the sweep goes on
         log.error("%s failed before training: %s: %s", label_, type(e).__name__, e)
         write("failed", reason=f"{type(e).__name__}: {e}")
         return None
-    return _Started(num, label_, prepared, run_id, tracker, write)
+
+
+_CLAIM_ATTEMPTS = 20
 
 
 def _end_job(job: _Started, outcome) -> float | None:

@@ -8,7 +8,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from lossbench.errors import CommandError, ConfigError, one_line
+from lossbench.errors import CommandError, ConfigError
 
 log = logging.getLogger("lossbench")
 
@@ -66,24 +66,30 @@ def compose_jobs(composer, grid: list[list[str]]) -> list[Job]:
         except ConfigError as e:
             raise CommandError(f"job {num + 1} ({_describe(overrides)}): {e}") from e
         except (HydraException, OmegaConfBaseException) as e:
-            raise CommandError(f"job {num + 1} ({_describe(overrides)}): {one_line(e)}") from e
+            from lossbench.commandline import explain
+
+            why = explain(e, overrides, composer.loader, composer.hydra_compose)
+            raise CommandError(f"job {num + 1} ({_describe(overrides)}): {why}") from e
         jobs.append(Job(overrides, cfg, c, fingerprint(c)))
     return jobs
 
 
 def _same_everywhere(jobs: list[Job]) -> None:
     """``tracking.*``, ``report.*``, ``resume`` and ``vectorise_seeds`` may not vary within a sweep."""
-    import json
+    from lossbench.config import flatten
 
-    first = jobs[0].c
-    for job in jobs[1:]:
-        for key in _SWEEP_WIDE:
-            if json.dumps(job.c.get(key), sort_keys=True) != json.dumps(first.get(key), sort_keys=True):
+    def settings(c: dict) -> dict:
+        return flatten({k: c.get(k) for k in _SWEEP_WIDE})
+
+    first = settings(jobs[0].c)
+    for num, job in enumerate(jobs[1:], start=2):
+        for key, value in settings(job.c).items():
+            if value != first.get(key):
                 raise ConfigError(
                     key,
-                    job.c.get(key),
-                    "must be the same for every job of a sweep (one sweep is one MLflow experiment and one "
-                    f"report), but job 1 has {first.get(key)!r}",
+                    value,
+                    f"must be the same for every job of a sweep (one sweep is one MLflow experiment and one "
+                    f"report), but job 1 has {first.get(key)!r} and job {num} this",
                     "Run one sweep per setting.",
                 )
 

@@ -116,6 +116,8 @@ def run_sweep(sweeper, arguments: list[str]):
     config, launcher = sweeper.config, sweeper.launcher
     loader = sweeper.hydra_context.config_loader
     try:
+        if hasattr(launcher, "runs_in_process"):
+            launcher.runs_in_process()  # hydra.launcher.n_jobs checked before anything is recorded
         grid = expand(sweep_arguments(sweeper.params, arguments), loader)
         composer = JobComposer(loader, config)
         checked = plan(composer, grid)
@@ -255,6 +257,7 @@ def _report(checked, tracker, parent: str, sweep_id: str) -> bool:
             out=report["folder"],
             metric=report.get("metric") or "balanced_accuracy",
             sweep=sweep_id,
+            key="report.out",
         )
         tracker.log_report(parent, index.parent)
     except Exception as e:

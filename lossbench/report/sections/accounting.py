@@ -16,6 +16,8 @@ FIXED_PARAMS = (
     ("params.rebalance.name", "rebalancing"),
 )
 SWEEP_STATUSES = ("finished", "resumed", "skipped", "failed")
+# MLflow's run statuses as the report says them (a KILLED run was interrupted: Ctrl-C, or its process died)
+STATUS_WORDS = {"KILLED": "interrupted (KILLED)", "RUNNING": "still RUNNING"}
 
 
 def accounting(ctx: ReportContext) -> None:
@@ -36,10 +38,15 @@ def accounting(ctx: ReportContext) -> None:
                 fixed.append(f"{label} = {ctx.runs[key].iloc[0]}")
     if fixed:
         ctx.doc.add(Para(["Fixed across the runs: ", ", ".join(fixed), "."]))
-    header = ["sweep", "started", "expected", "finished", "resumed", "N/A", "failed", "did not report"]
+    statuses = list(SWEEP_STATUSES)
+    header = ["sweep", "started", "expected", "finished", "resumed", "N/A", "failed"]
+    if any(st.get("status") == "claimed" for sweep in exp.sweeps for st in sweep.statuses):
+        statuses.append("claimed")
+        header.append("left to a concurrent sweep")
+    header.append("did not report")
     rows = []
     for sweep in exp.sweeps:
-        counts = {s: sum(1 for st in sweep.statuses if st.get("status") == s) for s in SWEEP_STATUSES}
+        counts = {s: sum(1 for st in sweep.statuses if st.get("status") == s) for s in statuses}
         expected = sweep.expected
         missing = (expected - len(sweep.statuses)) if expected is not None and sweep.statuses else None
         rows.append(
@@ -47,7 +54,7 @@ def accounting(ctx: ReportContext) -> None:
                 sweep.name,
                 time.strftime("%Y-%m-%d %H:%M", time.localtime(sweep.start_time / 1000)),
                 str(expected if expected is not None else "–"),
-                *(str(counts[s]) for s in SWEEP_STATUSES),
+                *(str(counts[s]) for s in statuses),
                 "sweep still running or interrupted" if not sweep.statuses else str(missing),
             ]
         )
@@ -58,12 +65,12 @@ def accounting(ctx: ReportContext) -> None:
         Para(
             [
                 "MLflow runs in scope, by status: ",
-                ", ".join(f"{k} {v}" for k, v in sorted(by_status.items())) or "none",
+                ", ".join(f"{STATUS_WORDS.get(k, k)} {v}" for k, v in sorted(by_status.items())) or "none",
                 ".",
             ]
         )
     )
-    failed = exp.runs[exp.runs["status"] == "FAILED"] if not exp.runs.empty else exp.runs
+    failed = exp.runs[exp.runs["status"].isin(["FAILED", "KILLED"])] if not exp.runs.empty else exp.runs
     if len(failed):
         ctx.doc.add(
             Bullets([[Code(str(r.run_name)), f": {r.failure_reason}"] for r in failed.itertuples()][:20])
