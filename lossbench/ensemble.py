@@ -274,12 +274,8 @@ def fit_ensemble(
     import torch
     from torch.func import functional_call, stack_module_state, vmap
 
-    from lossbench.train import (
-        NonFiniteLossError,
-        TrainResult,
-        _optimizer,
-        weight_penalty,
-    )
+    from lossbench.fitted import TrainResult
+    from lossbench.train import NonFiniteLossError, _optimizer, weight_penalty
 
     start = time.perf_counter()
     K = len(models)

@@ -8,22 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from lossbench.fitted import TrainResult
+
 ACTIVATIONS = ("relu", "tanh", "gelu", "sigmoid")
-
-
-@dataclass
-class TrainResult:
-    """What a model's ``fit`` reports: per-epoch curves (torch), epochs run, best epoch, device, seconds."""
-
-    curves: dict[str, list[float]] = field(default_factory=dict)
-    epochs_run: int = 0
-    best_epoch: int = 0
-    device: str = "cpu"
-    seconds: float = 0.0
 
 
 @dataclass(frozen=True)

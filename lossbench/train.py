@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lossbench.models import TrainResult
+from lossbench.fitted import TrainResult
 
 
 class NonFiniteLossError(FloatingPointError):

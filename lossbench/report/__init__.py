@@ -13,23 +13,9 @@ Importing this package is cheap; pandas, scipy, seaborn and mlflow load when a f
 
 from __future__ import annotations
 
-import re
+from lossbench.report.metric import check_metric
 
 __all__ = ["build_report", "check_metric", "load_runs"]
-
-
-def check_metric(metric: str, key: str = "--metric") -> str:
-    """The metric name (without split prefix) if lossbench logs it, else a ConfigError naming the options."""
-    from lossbench.errors import ConfigError
-    from lossbench.metrics import METRICS
-
-    name = str(metric).removeprefix("test/")
-    allowed = [m for m in METRICS if "<" not in m]
-    if name in allowed or re.fullmatch(r"recall_class_\d+", name):
-        return name
-    raise ConfigError(
-        key, metric, "not a metric lossbench logs", f"Allowed: {', '.join(allowed)}, recall_class_<k>."
-    )
 
 
 def __getattr__(name: str):

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     _bound_http_waits()
     from lossbench.errors import ConfigError
-    from lossbench.report import check_metric
+    from lossbench.report.metric import check_metric
     from lossbench.tracking import check_store, tracking_uri
 
     try:

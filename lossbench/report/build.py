@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from lossbench.report import check_metric
 from lossbench.report.document import Document
 from lossbench.report.load import Experiment, LazyClient, load_experiment
+from lossbench.report.metric import check_metric
 from lossbench.report.sections import (
     about,
     accounting,

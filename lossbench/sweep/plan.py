@@ -122,7 +122,7 @@ def check_report(c: dict) -> dict:
     report = dict(c.get("report") or {})
     if report.get("enabled", True):
         from lossbench.paths import check_report_dir, report_dir
-        from lossbench.report import check_metric
+        from lossbench.report.metric import check_metric
 
         check_metric(report.get("metric") or "balanced_accuracy", key="report.metric")
         folder = report_dir(report.get("out"), c["tracking"]["experiment"])
