@@ -25,6 +25,7 @@ def _task(cfg) -> float | None:
 
     c = to_container(cfg)
     sweep = _sweep_info()
+    _resolve_threads(c, sweep is not None)
     if sweep is not None:
         from hydra.core.hydra_config import HydraConfig
 
@@ -32,6 +33,27 @@ def _task(cfg) -> float | None:
 
         return run_job(c, HydraConfig.get(), sweep)
     return _single_run(c)
+
+
+def _resolve_threads(c: dict, in_sweep: bool) -> None:
+    """``train.threads=auto`` -> the number this job uses: the cores shared among the jobs the launcher runs
+    at once here (``hydra.launcher.n_jobs`` of the lossbench or joblib launcher; 1 for a single run or any
+    other launcher). The value recorded in MLflow is the number used."""
+    from lossbench.runtime import torch_threads
+
+    train = c.get("train")
+    if not isinstance(train, dict) or train.get("threads", "auto") != "auto":
+        return
+    at_once = 1
+    if in_sweep:
+        from hydra.core.hydra_config import HydraConfig
+
+        n_jobs = HydraConfig.get().launcher.get("n_jobs")
+        if isinstance(n_jobs, int) and n_jobs != 0:
+            from lossbench.sweep.launch import workers
+
+            at_once = workers(n_jobs)
+    train["threads"] = torch_threads("auto", at_once)
 
 
 def _single_run(c: dict) -> float:

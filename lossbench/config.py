@@ -10,6 +10,10 @@ from pathlib import Path
 
 # Keys that say where a run is recorded, not what it computes: excluded from the fingerprint.
 NON_SEMANTIC_KEYS = ("tracking", "resume", "report", "vectorise_seeds")
+# Nested keys that say how a run is computed on this machine, not what: also excluded from the fingerprint (a
+# re-run with other workers resumes). torch's CPU kernels reduce in an order that may depend on the thread
+# count, so runs at different counts can differ in the last digits (README "Reproducibility").
+NON_SEMANTIC_NESTED = (("train", "threads"),)
 
 
 def config_dir() -> Path:
@@ -90,6 +94,9 @@ def flatten(node, prefix: str = "") -> dict[str, object]:
 def fingerprint(cfg) -> str:
     """Stable hash of what a run computes (the resolved config minus where it is tracked)."""
     container = {k: v for k, v in to_container(cfg).items() if k not in NON_SEMANTIC_KEYS and k != "hydra"}
+    for parent, key in NON_SEMANTIC_NESTED:
+        if isinstance(container.get(parent), dict) and key in container[parent]:
+            container[parent] = {k: v for k, v in container[parent].items() if k != key}
     blob = json.dumps(container, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -275,7 +275,7 @@ def fit_ensemble(
     from torch.func import functional_call, stack_module_state, vmap
 
     from lossbench.fitted import TrainResult
-    from lossbench.train import NonFiniteLossError, _optimizer, weight_penalty
+    from lossbench.train import NonFiniteLossError, _optimizer, use_threads, weight_penalty
 
     start = time.perf_counter()
     K = len(models)
@@ -289,6 +289,7 @@ def fit_ensemble(
             raise ValueError(f"members on different devices: {m.device} and {device}")
         if any(True for _ in m.net.buffers()):
             raise ValueError("nets with buffers (e.g. batch norm) are not vectorised")
+    use_threads(train_cfg, device)
     nets = [m.net.to(device) for m in models]
     loss_fns = [m.loss_fn.to(device) for m in models]
     _check_same_structure(nets, "net")

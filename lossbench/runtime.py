@@ -28,6 +28,22 @@ def _start_ticks(pid: int) -> str | None:
         return None
 
 
+def cores() -> int:
+    """CPU cores this process may run on (its affinity: a Slurm or cgroup allocation, not the machine's)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def torch_threads(setting, jobs_at_once: int = 1) -> int:
+    """torch's intra-op CPU threads for ``train.threads``: a number as given; ``auto`` shares the cores among
+    the jobs running at once on this machine (at least 1 each), so parallel jobs do not oversubscribe."""
+    if setting is None or setting == "auto":
+        return max(1, cores() // max(1, int(jobs_at_once)))
+    return int(setting)
+
+
 def identity() -> dict[str, str]:
     """This process as tags: host name, pid and start time."""
     return _identity(os.getpid())  # keyed by pid: a forked child is another process

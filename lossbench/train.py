@@ -32,6 +32,18 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def use_threads(train_cfg: Mapping, device: torch.device) -> None:
+    """torch's intra-op threads for a CPU fit: ``train.threads`` (``auto``: every core this process may use,
+    as for a single run; a job of a sweep gets the number already resolved for its launcher's workers)."""
+    if device.type != "cpu":
+        return
+    from lossbench.runtime import torch_threads
+
+    threads = torch_threads(train_cfg.get("threads", "auto"))
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 def weight_penalty(net: nn.Module, regularization: Mapping) -> torch.Tensor | None:
     """Explicit penalty on weight matrices/kernels (not biases), canonical form strength/2*||w||^2 for L2."""
     name, strength = regularization["name"], float(regularization.get("strength", 0.0))
@@ -86,6 +98,7 @@ def fit_torch(
 ) -> TrainResult:
     """Train ``net`` in place; on return it holds the weights of the best validation epoch."""
     start = time.perf_counter()
+    use_threads(train_cfg, device)
     net.to(device)
     loss_fn.to(device)
     Xt = torch.as_tensor(X_train, device=device)

@@ -141,6 +141,9 @@ def _validate_train(cfg: Mapping) -> None:
     number(cfg, "train.batch_size", low=1, integer=True)
     number(cfg, "train.patience", low=0, integer=True, optional=True)
     choice(cfg, "train.monitor", ("val_loss", "val_balanced_accuracy"))
+    threads = cfg["train"].get("threads", "auto")
+    if threads != "auto" and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+        raise ConfigError("train.threads", threads, "must be auto or an integer >= 1")
     device = str(cfg["train"]["device"])
     if device not in ("auto", "cpu", "cuda") and not (device.startswith("cuda:") and device[5:].isdigit()):
         raise ConfigError("train.device", device, f"must be {DEVICES}")

@@ -193,3 +193,27 @@ def test_class_weight_with_effective_number_equals_class_balanced_loss():
     )
     b = run(compose_cfg([*base, "loss=class_balanced", "loss.beta=0.9"]))
     assert a.metrics == pytest.approx(b.metrics, rel=1e-6, abs=1e-9)
+
+
+def test_train_threads_sets_torchs_cpu_threads_and_leaves_the_fingerprint_alone():
+    import os
+
+    from lossbench.config import fingerprint, to_container
+    from lossbench.runtime import torch_threads
+
+    cores = len(os.sched_getaffinity(0))
+    assert torch_threads("auto") == cores and torch_threads("auto", cores * 4) == 1 and torch_threads(3) == 3
+    assert torch_threads("auto", 2) == max(1, cores // 2)
+    before = torch.get_num_threads()
+    try:
+        auto = to_container(compose_cfg(_overrides("torch_mlp", "ce")))
+        one = to_container(compose_cfg([*_overrides("torch_mlp", "ce"), "train.threads=1"]))
+        assert fingerprint(auto) == fingerprint(one)
+        assert fingerprint(one) != fingerprint(to_container(compose_cfg(_overrides("torch_mlp", "focal"))))
+        torch.set_num_threads(max(2, cores))
+        run(one)
+        assert torch.get_num_threads() == 1
+        run(auto)
+        assert torch.get_num_threads() == cores
+    finally:
+        torch.set_num_threads(before)

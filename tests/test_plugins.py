@@ -20,7 +20,7 @@ def _master(overrides):
     """(master config as a multirun has it, its config loader, the sweep's job overrides)."""
     master = compose("config", overrides=overrides, return_hydra_config=True)
     loader = GlobalHydra.instance().config_loader()
-    grid = expand(sweep_arguments(master.hydra.sweeper.params, overrides), loader)
+    grid = expand(sweep_arguments(master.hydra.sweeper.params, overrides), loader, "config")
     return master, loader, grid
 
 
@@ -259,3 +259,19 @@ def test_the_plugins_are_hydra_plugins_found_by_hydra():
     assert cfg.hydra.sweeper._target_ == "hydra_plugins.lossbench.sweeper.LossbenchSweeper"
     assert cfg.hydra.launcher._target_ == "hydra_plugins.lossbench.launcher.LossbenchLauncher"
     assert cfg.hydra.launcher.n_jobs == 1
+
+
+def test_the_losses_experiment_sweeps_every_model_and_every_loss_without_a_list(tmp_path):
+    """A new loss (one module + one yaml) or model joins `+experiment=losses` by its yaml alone."""
+    from lossbench.losses import available_losses
+    from lossbench.models import MODELS
+
+    (tmp_path / "loss").mkdir()
+    (tmp_path / "loss" / "my_loss.yaml").write_text("name: ce\n")  # a user's own option on the search path
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        _, _, grid = _master(["+experiment=losses"])
+        _, _, mine = _master(["+experiment=losses", f"hydra.searchpath=[file://{tmp_path}]"])
+    pairs = {(job[0].removeprefix("model="), job[1].removeprefix("loss=")) for job in grid}
+    assert pairs == {(m, loss) for m in MODELS for loss in available_losses()}
+    assert len(grid) == len(MODELS) * len(available_losses()) * 3  # 3 seeds
+    assert {job[1] for job in mine} == {f"loss={n}" for n in [*available_losses(), "my_loss"]}

@@ -16,6 +16,10 @@ from tests.conftest import run_cli
 SMOKE_FINISHED, SMOKE_NA = 20, 4  # 2 models x 3 losses x 2 ratios x 2 seeds; focal on logreg is N/A
 
 
+def _cores() -> int:
+    return len(os.sched_getaffinity(0))
+
+
 def _store(folder):
     client = MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
     exp = client.get_experiment_by_name("smoke")
@@ -62,13 +66,15 @@ def test_smoke_sweep_nests_children_under_one_parent_and_resumes_without_duplica
     assert ("logreg", "focal", "1.0", "0") not in grid and ("torch_mlp", "focal", "5.0", "1") in grid
     assert {r.data.params["data.name"] for r in children} == {"wine"}
     assert {r.data.params["train.epochs"] for r in children} == {"30"}
+    assert {r.data.params["train.threads"] for r in children} == {str(_cores())}  # auto, one job at a time
     # job folders under experiments/smoke/<timestamp>/<job>/, for the jobs that ran (N/A ones need none)
     sweep_dirs = list((tmp_path / "experiments" / "smoke").iterdir())
     assert len(sweep_dirs) == 1 and len(list(sweep_dirs[0].glob("*/lossbench_status.json"))) == SMOKE_FINISHED
     jobs = client_artifact_json(parent, "sweep_jobs.json")
     assert Counter(j["status"] for j in jobs) == {"finished": SMOKE_FINISHED, "skipped": SMOKE_NA}
 
-    again = run_cli(["+experiment=smoke"], cwd=tmp_path)
+    # another thread count computes the same configs: the fingerprints match and the sweep resumes
+    again = run_cli(["+experiment=smoke", "train.threads=1"], cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert (
         f"lossbench: 0 finished, {SMOKE_FINISHED} resumed, {SMOKE_NA} skipped (N/A), 0 failed" in again.stderr
@@ -89,6 +95,8 @@ def test_parallel_sweep_with_joblib_finishes_the_same_runs(tmp_path):
     _, parents, children = _store(tmp_path)
     assert len(parents) == 1 and len(children) == SMOKE_FINISHED
     assert all(r.info.status == "FINISHED" for r in children)
+    # train.threads=auto shares the cores among joblib's 2 workers
+    assert {r.data.params["train.threads"] for r in children} == {str(max(1, _cores() // 2))}
 
 
 def test_the_lossbench_launcher_runs_jobs_on_worker_processes(tmp_path):
@@ -99,6 +107,7 @@ def test_the_lossbench_launcher_runs_jobs_on_worker_processes(tmp_path):
     assert len(parents) == 1 and len(children) == SMOKE_FINISHED
     assert all(r.info.status == "FINISHED" for r in children)
     assert len({r.data.tags["lossbench.pid"] for r in children}) == 2  # two worker processes trained them
+    assert {r.data.params["train.threads"] for r in children} == {str(max(1, _cores() // 2))}
     assert {r.data.tags["lossbench.pid"] for r in children}.isdisjoint(
         {parents[0].data.tags["lossbench.pid"]}
     )

@@ -24,15 +24,20 @@ def sweep_arguments(params, arguments: Iterable[str]) -> list[str]:
     return [*(f"{k}={v}" for k, v in (params or {}).items()), *arguments]
 
 
-def expand(arguments: list[str], config_loader=None) -> list[list[str]]:
-    """The override list of every job, in order (the last key varies fastest)."""
+def expand(arguments: list[str], config_loader=None, config_name: str | None = None) -> list[list[str]]:
+    """The override list of every job, in order (the last key varies fastest). With ``config_name``, a
+    ``glob(...)`` over a config group also sees the options in the folders ``hydra.searchpath`` adds (a user's
+    own losses and datasets); Hydra's own sweeper lists only the primary search path's."""
+    from hydra.core.object_type import ObjectType
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import Glob
     from hydra.errors import HydraException
 
     try:
         overrides = OverridesParser.create(config_loader=config_loader).parse_overrides(arguments)
     except HydraException as e:
         raise ConfigError("override", " ".join(arguments), f"Hydra cannot parse it ({e})") from e
+    fixed = [o.input_line for o in overrides if not o.is_sweep_override()]
     axes: dict[str, list[str]] = {}
     for override in overrides:
         key = override.get_key_element()
@@ -44,7 +49,13 @@ def expand(arguments: list[str], config_loader=None) -> list[list[str]]:
                     "an interval sweep has no list of values to run",
                     "Use a,b,c, range(start,stop,step), choice(...) or glob(...).",
                 )
-            values = [f"{key}={value}" for value in override.sweep_string_iterator()]
+            if isinstance(override.value(), Glob) and config_loader is not None and config_name is not None:
+                options = config_loader.get_group_options(
+                    key, results_filter=ObjectType.CONFIG, config_name=config_name, overrides=fixed
+                )
+                values = [f"{key}={value}" for value in override.value().filter(options)]
+            else:
+                values = [f"{key}={value}" for value in override.sweep_string_iterator()]
             if not values:
                 raise ConfigError(
                     key, override.get_value_element_as_str(), "the sweep over this key has no values"

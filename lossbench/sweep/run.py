@@ -118,7 +118,7 @@ def run_sweep(sweeper, arguments: list[str]):
     try:
         if hasattr(launcher, "runs_in_process"):
             launcher.runs_in_process()  # hydra.launcher.n_jobs checked before anything is recorded
-        grid = expand(sweep_arguments(sweeper.params, arguments), loader)
+        grid = expand(sweep_arguments(sweeper.params, arguments), loader, config.hydra.job.config_name)
         composer = JobComposer(loader, config)
         checked = plan(composer, grid)
         tracker = Tracker(checked.uri, checked.experiment)
