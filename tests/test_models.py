@@ -211,9 +211,13 @@ def test_train_threads_sets_torchs_cpu_threads_and_leaves_the_fingerprint_alone(
         assert fingerprint(auto) == fingerprint(one)
         assert fingerprint(one) != fingerprint(to_container(compose_cfg(_overrides("torch_mlp", "focal"))))
         torch.set_num_threads(max(2, cores))
-        run(one)
+        at_one = run(one)
         assert torch.get_num_threads() == 1
         run(auto)
         assert torch.get_num_threads() == cores
+        # another thread count trains the same net: what resuming across thread counts relies on
+        at_two = run(to_container(compose_cfg([*_overrides("torch_mlp", "ce"), "train.threads=2"])))
+        assert torch.get_num_threads() == 2
+        assert at_two.metrics == pytest.approx(at_one.metrics, rel=1e-6, abs=1e-9)
     finally:
         torch.set_num_threads(before)
