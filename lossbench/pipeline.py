@@ -76,7 +76,13 @@ class Prepared(Split):
 
 SPLIT_KEYS = ("data", "split", "seed", "imbalance", "rebalance")
 _SPLITS: dict[str, Split] = {}
-_MAX_SPLITS = 8  # a sweep's jobs of one process mostly share a few (ratio, seed) splits
+# the splits a process keeps, least recently used out first, by the bytes of their arrays: a grid varies the
+# seed fastest, so a count of a few splits would make nearly every job of a (ratio x seed) sweep a miss
+_SPLIT_BYTES = 512 * 2**20
+
+
+def _nbytes(split: Split) -> int:
+    return sum(a.nbytes for a in vars(split).values() if isinstance(a, np.ndarray))
 
 
 def split_key(c: dict) -> str:
@@ -98,12 +104,13 @@ def prepare(cfg) -> Prepared:
     validate(c)
     realisation = check_config(c)
     key = split_key(c)
-    split = _SPLITS.get(key)
+    split = _SPLITS.pop(key, None)
     if split is None:
         split = _make_split(c)
-        while len(_SPLITS) >= _MAX_SPLITS:
-            _SPLITS.pop(next(iter(_SPLITS)))
-        _SPLITS[key] = split
+        kept = sum(_nbytes(s) for s in _SPLITS.values())
+        while _SPLITS and kept + _nbytes(split) > _SPLIT_BYTES:
+            kept -= _nbytes(_SPLITS.pop(next(iter(_SPLITS))))
+    _SPLITS[key] = split  # the most recently used last
     return Prepared(**{f.name: getattr(split, f.name) for f in fields(Split)}, cfg=c, realisation=realisation)
 
 

@@ -58,12 +58,20 @@ def revision(path: Path) -> str | None:
     return row[0] if row else None
 
 
+_REVISIONS: dict[str, str] = {}  # resolved store path -> its schema revision, read once per process
+
+
 def readable(uri: str) -> Path | None:
-    """The SQLite file of ``uri`` when this module may read it directly (a tested schema), else None."""
+    """The SQLite file of ``uri`` when this module may read it directly (a tested schema), else None. A
+    store's revision is read once per process (a sweep's jobs query it ~2 times each); MLflow itself cannot
+    run on a store migrated under it either."""
     path = sqlite_path(uri)
     if path is None:
         return None
-    found = revision(path)
+    key = str(path.resolve())
+    found = _REVISIONS.get(key) or revision(path)
+    if found is not None:
+        _REVISIONS[key] = found
     if found in TESTED_REVISIONS:
         return path
     _warn_untested(str(path.resolve()), found)

@@ -1,14 +1,17 @@
 """MLflow at the edge: the only module that writes to MLflow, through its public client.
 
-A run is created synchronously (its id and fingerprint exist at once, so concurrent sweeps can tell who
-claimed a config); everything else it logs (params, metrics, curves, tags, artifacts, the final status) is
-handed to one writer thread per process, :class:`Writes`, which makes the client's calls in submission order
-and sets a run FINISHED only after all its values and files are stored. A sweep job therefore returns before
-its writes are done, and the next job's fit overlaps them; the launcher waits for them (:func:`wait_all`)
-before a sweep counts its jobs, and a single run waits before it reports.
+A run is created at its start (its id and fingerprint exist at once, so concurrent sweeps can tell who
+claimed a config); at its end one ``log_batch`` stores its metrics, curves, params and tags, one
+``log_artifacts`` its files, and ``set_terminated`` marks it FINISHED only after all of them are stored. A
+torch run, whose fit can take minutes, logs its params at its start too, so the MLflow UI shows them while it
+trains; a scikit-learn run's come with its metrics (one call fewer, ~10 ms of a ~0.1 s run).
 
-MLflow's own asynchronous mode (``log_batch(synchronous=False)``) does not pay here: ``set_terminated`` shuts
-its queue down and waits for its worker's one-second poll, ~1 s a run (measured with MLflow 3.17).
+The calls are made in the job's own thread. Two ways of deferring them were measured and dropped (2 cores,
+MLflow 3.17, SQLite): a writer thread overlapping the next job's fit made a logreg sweep slower, 252 against
+179 ms a job (the client's calls are Python work that competes for the GIL and for the cores, and the job's
+read-only lookups waited on the writer's SQLite locks); MLflow's own asynchronous mode
+(``log_batch(synchronous=False)``) costs ~1 s a run, as ``set_terminated`` waits for its worker's one-second
+poll.
 """
 
 from __future__ import annotations
@@ -16,10 +19,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import queue
 import subprocess
 import tempfile
-import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -205,73 +206,13 @@ class RunRef:
     tags: dict[str, str] = field(default_factory=dict)
 
 
-class Writes:
-    """One thread that makes a process's deferred MLflow calls, in the order they were submitted.
-
-    ``submit(fn)`` queues a call; ``wait()`` returns once every queued call has run, with the errors they
-    raised (each also logged). With ``background=False`` calls run at once, in the caller's thread."""
-
-    def __init__(self, background: bool = True) -> None:
-        self.background = background
-        self._queue: queue.Queue = queue.Queue()
-        self._errors: list[BaseException] = []
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def submit(self, fn: Callable[[], None]) -> None:
-        if not self.background:
-            fn()
-            return
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._loop, name="lossbench-mlflow-writes", daemon=True
-                )
-                self._thread.start()
-        self._queue.put(fn)
-
-    def _loop(self) -> None:
-        while True:
-            fn = self._queue.get()
-            try:
-                fn()
-            except BaseException as e:  # kept for wait(); the thread goes on with the next call
-                self._errors.append(e)
-            finally:
-                self._queue.task_done()
-
-    def wait(self) -> list[BaseException]:
-        self._queue.join()
-        errors, self._errors = self._errors, []
-        return errors
-
-
-_WRITES: dict[bool, Writes] = {}
-
-
-def writes(background: bool) -> Writes:
-    """The process's deferred writer (``background=True``) or its inline one."""
-    if background not in _WRITES:
-        _WRITES[background] = Writes(background)
-        if background:
-            import atexit
-
-            atexit.register(_WRITES[background].wait)  # a process never exits with writes pending
-    return _WRITES[background]
-
-
-def wait_all() -> list[BaseException]:
-    """Wait for this process's deferred MLflow writes; the errors they raised."""
-    return writes(True).wait() if True in _WRITES else []
-
-
 class Tracker:
     """One MLflow experiment in one store; creates runs and logs results in a few batched calls.
 
-    ``background=True`` defers every write after a run's creation to :func:`writes` (sweep jobs);
-    ``False`` makes them at once (single runs, parents)."""
+    A run's pending params (:meth:`start` of a fast model) are stored with its end (:meth:`finish`,
+    :meth:`fail`)."""
 
-    def __init__(self, uri: str, experiment: str, *, background: bool = False) -> None:
+    def __init__(self, uri: str, experiment: str) -> None:
         from mlflow.tracking import MlflowClient
 
         from lossbench.errors import ConfigError
@@ -302,7 +243,7 @@ class Tracker:
         except Exception as e:  # MLflow's errors about URIs, drivers, connections and names: one line
             raise store_error(uri, e) from e
         self.experiment = experiment
-        self.writes = writes(background)
+        self._pending: dict[str, list] = {}  # run id -> params to store with the run's end
 
     def _create_experiment(self, name: str) -> str:
         """Create the experiment; when another process created it meanwhile, use that one."""
@@ -322,7 +263,8 @@ class Tracker:
     # --- runs -------------------------------------------------------------------------------------------
 
     def start(self, cfg: dict, *, parent_run_id: str | None = None, extra_tags: dict | None = None) -> str:
-        """Create a RUNNING run with the config's tags now, its params a moment later; returns its id."""
+        """Create a RUNNING run with the config's tags; its params now for a torch model, else with its end.
+        Returns its id."""
         from mlflow.entities import Param
 
         cfg = to_container(cfg)
@@ -341,7 +283,10 @@ class Tracker:
             Param(k, _param_value(v))
             for k, v in flatten({k: v for k, v in cfg.items() if k != "hydra"}).items()
         ]
-        self.writes.submit(lambda: self._log(run_id, params=params))
+        if _slow_fit(cfg):
+            self._log(run_id, params=params)
+        else:
+            self._pending[run_id] = params
         return run_id
 
     def finish(self, run_id: str, cfg: dict, result, done: Callable | None = None) -> None:
@@ -360,7 +305,8 @@ class Tracker:
             metrics += [
                 Metric(f"curve/{name}", float(v), now, step) for step, v in enumerate(values, start=1)
             ]
-        params = [Param(f"class_counts.{k}", json.dumps(v)) for k, v in result.class_counts.items()]
+        params = self._pending.pop(run_id, [])
+        params += [Param(f"class_counts.{k}", json.dumps(v)) for k, v in result.class_counts.items()]
         params.append(Param("data.class_names", json.dumps(result.class_names)))
         tags = [
             RunTag(TAG_REALISATION, result.realisation),
@@ -379,7 +325,7 @@ class Tracker:
             )
             self.client.set_terminated(run_id, "FINISHED")
 
-        self.writes.submit(_reporting(write, done))
+        _reporting(write, done)()
 
     def fail(self, run_id: str, cfg: dict, error: BaseException, done: Callable | None = None) -> None:
         """Mark a run FAILED (KILLED for Ctrl-C) with the reason as a tag and the traceback as an artifact."""
@@ -389,19 +335,17 @@ class Tracker:
         tb = "".join(traceback.format_exception(type(error), error, error.__traceback__))
         status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
 
+        params = self._pending.pop(run_id, [])
+
         def write() -> None:
-            self._log(run_id, tags=[RunTag(TAG_FAILURE, reason)])
+            self._log(run_id, params=params, tags=[RunTag(TAG_FAILURE, reason)])
             self._log_files(
                 run_id,
                 lambda folder: (write_config(folder, cfg), (folder / TRACEBACK_ARTIFACT).write_text(tb)),
             )
             self.client.set_terminated(run_id, status)
 
-        self.writes.submit(_reporting(write, done))
-
-    def wait(self) -> list[BaseException]:
-        """Wait for this tracker's deferred writes (all of this process's); the errors they raised."""
-        return self.writes.wait()
+        _reporting(write, done)()
 
     def _log(self, run_id: str, *, metrics=(), params=(), tags=()) -> None:
         """Metrics, params and tags (MLflow entities) in as few log_batch calls as MLflow's limits allow."""
@@ -514,16 +458,19 @@ class Tracker:
         done = [r for r in self.runs_with_fingerprint(fingerprint_) if r.status == "FINISHED"]
         return done[-1].run_id if done else None
 
-    def settle_interrupted(self, fingerprint_: str | None = None) -> list[tuple[str, str]]:
-        """Mark KILLED, with the reason as a tag, the RUNNING runs of this config (``fingerprint_``), or the
-        RUNNING sweep parents (None), whose process has certainly ended (:func:`lossbench.runtime.is_gone`).
-        Returns (run id, reason) for each."""
+    def settle_interrupted(
+        self, fingerprint_: str | None = None, refs: list[RunRef] | None = None
+    ) -> list[tuple[str, str]]:
+        """Mark KILLED, with the reason as a tag, the RUNNING runs of this config (``fingerprint_``; ``refs``:
+        its runs as :meth:`runs_with_fingerprint` just gave them), or the RUNNING sweep parents (None), whose
+        process has certainly ended (:func:`lossbench.runtime.is_gone`). Returns (run id, reason) for each."""
         from mlflow.entities import RunTag
 
         if fingerprint_ is None:
             candidates = self._running_parents()
         else:
-            candidates = [r for r in self.runs_with_fingerprint(fingerprint_) if r.status == "RUNNING"]
+            found = self.runs_with_fingerprint(fingerprint_) if refs is None else refs
+            candidates = [r for r in found if r.status == "RUNNING"]
         settled = []
         for ref in candidates:
             if not is_gone(ref.tags):
@@ -543,6 +490,15 @@ class Tracker:
             filter_string=f"tags.`{TAG_ROLE}` = 'sweep' and attributes.status = 'RUNNING'",
         )
         return [RunRef(r.info.run_id, r.info.status, r.info.start_time, dict(r.data.tags)) for r in runs]
+
+
+def _slow_fit(cfg: dict) -> bool:
+    """Whether a run's fit may take long enough to show its params while it trains: torch models."""
+    from lossbench.models import MODELS
+
+    model = cfg.get("model")
+    spec = MODELS.get(model.get("name")) if isinstance(model, dict) else None
+    return spec is None or spec.backend == "torch"
 
 
 def failure_reason(error: BaseException) -> str:

@@ -1,4 +1,4 @@
-"""Tracker on a real SQLite store, through MLflow's public client: deferred writes, lookups, interruptions."""
+"""Tracker on a real SQLite store, through MLflow's public client: what runs store, lookups, interruptions."""
 
 from __future__ import annotations
 
@@ -36,7 +36,6 @@ def test_fingerprint_lookup_read_from_sqlite_equals_mlflows_search(tmp_path):
     newer_twin = direct.start(twin)
     client.set_terminated(newer_twin, "FINISHED")
     running = direct.start(twin)  # never terminated
-    direct.wait()
 
     def seen(tracker, cfg):
         return [
@@ -69,7 +68,6 @@ def test_a_store_of_an_untested_schema_is_read_through_mlflow_with_a_warning(tmp
     tracker = Tracker(uri, "t")
     run_id = tracker.start(_cfg(0))
     tracker.client.set_terminated(run_id, "FINISHED")
-    tracker.wait()
     revision = store.revision(tmp_path / "mlflow.db")
     assert revision in store.TESTED_REVISIONS
     assert store.query(uri, "SELECT count(*) FROM runs") == [(1,)]
@@ -93,14 +91,16 @@ def _result(seed: int):
     return cfg, result
 
 
-def test_a_run_is_finished_only_once_every_value_and_file_is_stored(tmp_path):
-    """Deferred writes (a sweep job's): the job returns at once; whenever the run reads FINISHED, all its
-    params, metrics (NaN and infinities as logged), per-epoch histories and files are there."""
+def test_a_finished_run_has_every_value_and_file(tmp_path):
+    """A torch run shows its params while it trains; once FINISHED, all its params, metrics (NaN and
+    infinities as logged), per-epoch histories and files are there."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    tracker = Tracker(uri, "t", background=True)
+    tracker = Tracker(uri, "t")
     client = MlflowClient(uri)
     cfg, result = _result(0)
     run_id = tracker.start(cfg)
+    running = client.get_run(run_id)
+    assert running.info.status == "RUNNING" and running.data.params["model.name"] == "torch_mlp"
     done = []
     tracker.finish(run_id, cfg, result, done=done.append)
     expected_metrics = set(result.metrics) | {
@@ -108,15 +108,7 @@ def test_a_run_is_finished_only_once_every_value_and_file_is_stored(tmp_path):
         for k in ("fit_seconds", "epochs_run", "best_epoch", "n_train", "n_fit", "imbalance_ratio")
     }
     files = {"config.yaml", "per_class_test.csv", "reliability_test.json", "confusion_matrix_test.png"}
-    checked_finished = 0
-    while not done:  # watch the store while the writer thread works
-        run = client.get_run(run_id)
-        if run.info.status == "FINISHED":
-            assert expected_metrics <= set(run.data.metrics)
-            assert files <= {a.path for a in client.list_artifacts(run_id)}
-            checked_finished += 1
-        time.sleep(0.005)
-    assert done == [None] and tracker.wait() == []
+    assert done == [None]
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED" and expected_metrics | {"curve/val_loss"} <= set(run.data.metrics)
     assert run.data.metrics["extra/inf"] > 1e308 and run.data.metrics["extra/-inf"] < -1e308
@@ -127,6 +119,24 @@ def test_a_run_is_finished_only_once_every_value_and_file_is_stored(tmp_path):
     assert run.data.params["seed"] == "0" and run.data.params["class_counts.train"].startswith("[")
     assert {a.path for a in client.list_artifacts(run_id)} == files
     assert run.data.tags["lossbench.realisation"] == "native"
+
+
+def test_a_scikit_learn_runs_params_come_with_its_end_in_one_batch(tmp_path):
+    """A fast model's params are stored with its metrics (one log_batch fewer), all of them."""
+    from lossbench.pipeline import execute, prepare
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(uri, "t")
+    client = MlflowClient(uri)
+    cfg = _cfg(0)
+    assert cfg["model"]["name"] == "logreg"
+    run_id = tracker.start(cfg)
+    assert client.get_run(run_id).data.params == {}
+    tracker.finish(run_id, cfg, execute(prepare(cfg)))
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["model.name"] == "logreg" and run.data.params["seed"] == "0"
+    assert "class_counts.train" in run.data.params and "test/balanced_accuracy" in run.data.metrics
 
 
 def test_a_failed_run_keeps_its_reason_traceback_and_config(tmp_path):
@@ -140,7 +150,7 @@ def test_a_failed_run_keeps_its_reason_traceback_and_config(tmp_path):
     except ValueError as e:
         tracker.fail(run_id, cfg, e)
     run = client.get_run(run_id)
-    assert run.info.status == "FAILED"
+    assert run.info.status == "FAILED" and run.data.params["model.name"] == cfg["model"]["name"]
     assert run.data.tags[TAG_FAILURE] == "ValueError: diverged at epoch 3"
     assert {a.path for a in client.list_artifacts(run_id)} == {"config.yaml", "traceback.txt"}
     path = client.download_artifacts(run_id, "traceback.txt", str(tmp_path / "tb"))
@@ -168,7 +178,6 @@ def test_runs_left_running_by_a_dead_process_are_marked_killed_others_are_left(t
     tracker = Tracker(uri, "t")
     alive = tracker.start(cfg)
     remote = tracker.start(cfg, extra_tags={"lossbench.host": "another-host", "lossbench.pid": "1"})
-    tracker.wait()
     settled = tracker.settle_interrupted(fingerprint(cfg))
     assert [run_id for run_id, _ in settled] == [dead_id]
     client = MlflowClient(uri)

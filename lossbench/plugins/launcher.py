@@ -23,7 +23,7 @@ class LossbenchLauncher(Launcher):
         self.task_function = task_function
 
     def runs_in_process(self) -> bool:
-        """True when the jobs run in the launching process (their MLflow writes are waited for at the end)."""
+        """True when the jobs run in the launching process (``hydra.launcher.n_jobs`` checked on the way)."""
         from lossbench.sweep.launch import workers
 
         return workers(self.n_jobs) == 1

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from functools import cache, partial
 from pathlib import Path
@@ -93,11 +94,10 @@ def label(c: dict, num: int, total: int) -> str:
 
 @cache
 def _tracker(uri: str, experiment: str):
-    """One Tracker per process and store, its writes deferred to the process's writer thread: the jobs a
-    process runs share its client and experiment lookup."""
+    """One Tracker per process and store: the jobs a process runs share its client and experiment lookup."""
     from lossbench.tracking import Tracker
 
-    return Tracker(uri, experiment, background=True)
+    return Tracker(uri, experiment)
 
 
 @dataclass
@@ -117,9 +117,9 @@ def _claim(tracker, fp: str, label_: str, write: Callable) -> bool:
     holds it; RUNNING runs whose process is gone are marked KILLED on the way."""
     from lossbench.runtime import is_gone
 
-    for run_id, _ in tracker.settle_interrupted(fp):
-        log.warning("%s: run %s was left RUNNING by a process that is gone: marked KILLED", label_, run_id)
     refs = tracker.runs_with_fingerprint(fp)
+    for run_id, _ in tracker.settle_interrupted(fp, refs):
+        log.warning("%s: run %s was left RUNNING by a process that is gone: marked KILLED", label_, run_id)
     done = [r for r in refs if r.status == "FINISHED"]
     if done:
         log.info("%s resumed: already FINISHED as run %s", label_, done[-1].run_id)
@@ -148,7 +148,6 @@ def _keep_claim(tracker, fp: str, run_id: str, label_: str) -> bool:
     others = [r for r in refs if r.run_id != run_id and (r.status == "FINISHED" or not is_gone(r.tags))]
     if not others:
         return True
-    tracker.wait()  # its params may still be on their way to the store
     tracker.client.delete_run(run_id)
     log.info("%s: run %s of a concurrent sweep holds this config too; backing off", label_, others[0].run_id)
     return False
@@ -209,11 +208,15 @@ def _end_job(job: _Started, outcome) -> float | None:
     cfg = job.prepared.cfg
     if failed:
         log.error("%s FAILED (run %s): %s", job.label, job.run_id, reason["reason"])
-        job.tracker.fail(job.run_id, cfg, outcome, done=partial(recorded, "failed"))
+        with suppress(Exception):  # a failed write is in its status file (``recorded``); the sweep goes on
+            job.tracker.fail(job.run_id, cfg, outcome, done=partial(recorded, "failed"))
         return None
     score = outcome.metrics["test/balanced_accuracy"]
     log.info("%s finished: test balanced accuracy %.4f (run %s)", job.label, score, job.run_id)
-    job.tracker.finish(job.run_id, cfg, outcome, done=partial(recorded, "finished"))
+    try:
+        job.tracker.finish(job.run_id, cfg, outcome, done=partial(recorded, "finished"))
+    except Exception:  # recorded in its status file by ``recorded``; the sweep goes on
+        return None
     return score
 
 
@@ -223,8 +226,7 @@ def run_job(c: dict, hydra_cfg, info: dict) -> float | None:
     Jobs that differ only by seed (``info["seed_groups"]``, see ``vectorise_seeds``) are run by their group's
     first job, the leader: every job of the group keeps its own claim and MLflow child run, and the fits left
     to do are one vectorised ensemble (:func:`lossbench.ensemble.execute_seeds`). The others return at once;
-    the leader writes their status files. Unless ``info["deferred_writes"]`` (the lossbench launcher waits for
-    them when the sweep ends), the job waits for its MLflow writes before it returns."""
+    the leader writes their status files. A job's MLflow writes are done when it returns."""
     from lossbench.pipeline import execute
 
     num = int(hydra_cfg.job.num)
@@ -232,27 +234,16 @@ def run_job(c: dict, hydra_cfg, info: dict) -> float | None:
     if leader is not None and leader != num:
         log.info("%s: trained in the seed ensemble of job %d", label(c, num, info["total"]), leader + 1)
         return None
+    if leader == num:
+        return _run_seed_group(c, hydra_cfg, info, info["seed_groups"][str(num)])
+    job = _start_job(c, hydra_cfg.runtime.output_dir, num, info)
+    if job is None:
+        return None
     try:
-        if leader == num:
-            return _run_seed_group(c, hydra_cfg, info, info["seed_groups"][str(num)])
-        job = _start_job(c, hydra_cfg.runtime.output_dir, num, info)
-        if job is None:
-            return None
-        try:
-            result = execute(job.prepared)
-        except Exception as e:
-            return _end_job(job, e)
-        return _end_job(job, result)
-    finally:
-        if not info.get("deferred_writes"):
-            _wait_for_writes()
-
-
-def _wait_for_writes() -> None:
-    """Wait for this process's deferred MLflow writes (each job's own errors are in its status file)."""
-    from lossbench.tracking import wait_all
-
-    wait_all()
+        result = execute(job.prepared)
+    except Exception as e:
+        return _end_job(job, e)
+    return _end_job(job, result)
 
 
 def _run_seed_group(c: dict, hydra_cfg, info: dict, group: list[list[int]]) -> float | None:

@@ -134,7 +134,6 @@ def launch(launcher, job_overrides, initial_job_idx: int):
     from hydra.core.utils import configure_log
 
     from lossbench.sweep.compose import JobComposer
-    from lossbench.tracking import wait_all
 
     config, context = launcher.config, launcher.hydra_context
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
@@ -152,7 +151,6 @@ def launch(launcher, job_overrides, initial_job_idx: int):
         else:
             returns = _on_pool(n, configs, initial_job_idx, context, launcher.task_function)
     finally:
-        wait_all()  # the MLflow writes of the jobs run in this process
         HydraConfig.instance().set_config(config)
     return returns
 

@@ -49,10 +49,22 @@ def _describe(job_overrides: list[str]) -> str:
     return " ".join(job_overrides) or "(no overrides)"
 
 
+def _task_container(cfg) -> dict:
+    """The job's config without its ``hydra`` node, resolved, as plain containers (each node resolves against
+    the whole config, as in the task's; no copy of the config is made on the way)."""
+    from omegaconf import OmegaConf
+
+    body = {}
+    for key in cfg:
+        if key != "hydra":
+            value = cfg[key]
+            body[key] = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+    return body
+
+
 def compose_jobs(composer, grid: list[list[str]]) -> list[Job]:
     """Compose and resolve every job; the first that cannot be composed is refused with Hydra's words."""
     from hydra.errors import HydraException
-    from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     from lossbench.config import fingerprint, to_container
@@ -61,8 +73,7 @@ def compose_jobs(composer, grid: list[list[str]]) -> list[Job]:
     for num, overrides in enumerate(grid):
         try:
             cfg = composer.compose(overrides)
-            body = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
-            c = to_container(OmegaConf.to_container(body, resolve=True))
+            c = to_container(_task_container(cfg))
         except ConfigError as e:
             raise CommandError(f"job {num + 1} ({_describe(overrides)}): {e}") from e
         except (HydraException, OmegaConfBaseException) as e:

@@ -162,7 +162,6 @@ def run_sweep(sweeper, arguments: list[str]):
             "sweep.overrides": json.dumps(list(config.hydra.overrides.task)),
         },
     )
-    in_process = _in_process(launcher)
     info = {
         "parent_run_id": parent,
         "uri": checked.uri,
@@ -172,7 +171,6 @@ def run_sweep(sweeper, arguments: list[str]):
         "id": sweep_id,
         "seed_groups": groups,  # leader job number -> [[job number, seed], ...]
         "seed_leaders": {str(num): int(lead) for lead, group in groups.items() for num, _ in group},
-        "deferred_writes": in_process,  # the lossbench launcher, in this process, waits for them at the end
     }
     (folder / "lossbench_sweep.json").write_text(json.dumps(info))
     na, resumed = checked.settled("skipped"), checked.settled("resumed")
@@ -215,16 +213,10 @@ def _parallel(config) -> bool:
     return n_jobs is None or int(n_jobs) != 1
 
 
-def _in_process(launcher) -> bool:
-    return getattr(launcher, "runs_in_process", lambda: False)()
-
-
 def _close(tracker, parent: str, folder: Path, settled: list[dict], launched: int, **final):
     """Count the jobs' statuses, record them on the parent run and close it; print the summary line."""
     from lossbench.sweep.jobs import collect_statuses, count, summary_line
-    from lossbench.tracking import wait_all
 
-    wait_all()  # this process's deferred writes (jobs run in it), before their status files are read
     reported = collect_statuses(folder)
     statuses = settled + reported
     counts = count(statuses)
