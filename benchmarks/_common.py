@@ -8,6 +8,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -144,13 +145,49 @@ class Profiler:
 
     Each wrapped call is recorded under its call path (``run_job/Tracker.finish/log_artifacts``), so nested
     costs are attributed to what called them and a parent's own time is its total minus its children's.
+    Call paths are kept per thread: a call made on another thread starts its own path, named after the
+    thread (``[thread-name] call``).
     """
 
     def __init__(self) -> None:
         self.total: dict[str, float] = defaultdict(float)
         self.calls: Counter[str] = Counter()
-        self._stack: list[str] = []
+        self._local = threading.local()
+        self._lock = threading.Lock()
         self._undo: list[tuple[object, str, object, bool]] = []
+
+    def _stack(self) -> list[str]:
+        stack = getattr(self._local, "stack", None)
+        if stack is None:
+            stack = self._local.stack = []
+        return stack
+
+    def timed(self, fn, label: str):
+        """``fn`` with a timer around every call of it, recorded under ``label``."""
+
+        @functools.wraps(fn)
+        def timed(*args, **kwargs):
+            stack = self._stack()
+            if stack:
+                path = f"{stack[-1]}/{label}"
+            elif threading.current_thread() is threading.main_thread():
+                path = label
+            else:
+                path = f"[{threading.current_thread().name}] {label}"
+            with self._lock:
+                self.total.setdefault(path, 0.0)  # rows come out in the order calls start: parents first
+            stack.append(path)
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                elapsed = time.perf_counter() - start
+                stack.pop()
+                with self._lock:
+                    self.total[path] += elapsed
+                    self.calls[path] += 1
+
+        return timed
 
     def wrap(self, owner: object, name: str, label: str | None = None) -> None:
         """Time every call of ``owner.name`` (a module function or a class's method); missing names are
@@ -158,23 +195,17 @@ class Profiler:
         original = getattr(owner, name, None)
         if original is None:
             return
-        label = label or name
         own = not isinstance(owner, type) or name in vars(owner)
+        setattr(owner, name, self.timed(original, label or name))
+        self._undo.append((owner, name, original, own))
 
-        @functools.wraps(original)
-        def timed(*args, **kwargs):
-            path = f"{self._stack[-1]}/{label}" if self._stack else label
-            self.total.setdefault(path, 0.0)  # rows come out in the order calls start: parents first
-            self._stack.append(path)
-            start = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                self.total[path] += time.perf_counter() - start
-                self.calls[path] += 1
-                self._stack.pop()
-
-        setattr(owner, name, timed)
+    def patch(self, owner: object, name: str, replacement) -> None:
+        """Replace ``owner.name`` for the duration of the ``with`` block (a missing name is skipped)."""
+        original = getattr(owner, name, None)
+        if original is None:
+            return
+        own = not isinstance(owner, type) or name in vars(owner)
+        setattr(owner, name, replacement)
         self._undo.append((owner, name, original, own))
 
     def reset(self) -> None:
@@ -193,19 +224,30 @@ class Profiler:
         self._undo.clear()
 
     def rows(self, per: int) -> list[list[str]]:
-        """Table rows (call path indented, calls, total ms, own ms), each divided by ``per`` runs."""
+        """Table rows (call path indented, calls, total ms, own ms), each divided by ``per`` runs: each call
+        under what called it, in the order calls started; other threads' calls after this thread's."""
+        under: dict[str, list[str]] = defaultdict(list)
+        for path in self.total:
+            under[path.rpartition("/")[0]].append(path)
+        roots = sorted(under[""], key=lambda path: path.startswith("["))
         rows = []
-        for path, total in self.total.items():
-            children = sum(t for p, t in self.total.items() if p.rpartition("/")[0] == path)
-            depth = path.count("/")
+
+        def add(path: str) -> None:
+            total = self.total[path]
+            children = sum(self.total[p] for p in under[path])
             rows.append(
                 [
-                    "  " * depth + path.rpartition("/")[2],
+                    "  " * path.count("/") + path.rpartition("/")[2],
                     f"{self.calls[path] / per:g}",
                     f"{1e3 * total / per:.1f}",
                     f"{1e3 * (total - children) / per:.1f}" if children else "",
                 ]
             )
+            for child in under[path]:
+                add(child)
+
+        for root in roots:
+            add(root)
         return rows
 
 

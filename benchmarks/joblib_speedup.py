@@ -1,7 +1,8 @@
-"""Parallel speed-up of Hydra's joblib launcher on one machine.
+"""Parallel speed-up of a sweep on worker processes on one machine.
 
-Target: wall time with ``hydra/launcher=joblib hydra.launcher.n_jobs=2`` >= 1.7x faster than with one
-worker, on the same sweep of jobs that each fit for at least a second.
+Target: wall time with ``hydra.launcher.n_jobs=2`` (lossbench's launcher on a loky pool; ``--launcher
+joblib``: Hydra's joblib launcher) >= 1.7x faster than with one worker, on the same sweep of jobs that each
+fit for at least a second.
 
 The sweep: ``model=torch_mlp`` on digits at ``imbalance.ratio=1`` with a fixed number of epochs
 (``train.patience=null``), so every job does the same work, one job per seed. ``--model sklearn_mlp``: the
@@ -9,8 +10,12 @@ scikit-learn MLP instead (numpy, one thread per fit in either sweep's jobs; ~2-3
 converges; ``--epochs`` sets its ``model.max_iter``). Both sweeps run as a user runs
 them (``python -m lossbench``, a fresh process, working folder and SQLite store each):
 
-- baseline: one worker, Hydra's default (sequential, in-process) launcher;
-- lossbench: ``hydra/launcher=joblib hydra.launcher.n_jobs=2``.
+- baseline: one worker, lossbench's launcher's default (``n_jobs: 1``: the jobs run in the launching process);
+- parallel: ``hydra.launcher.n_jobs=2`` (``--launcher joblib``: ``hydra/launcher=joblib
+  hydra.launcher.n_jobs=2``).
+
+``train.threads`` stays ``auto`` unless ``--threads`` sets it: one worker's jobs get every core's torch
+threads, each of two workers half of them.
 
 speed-up = baseline wall / joblib wall. The fits are read back from MLflow (``train/fit_seconds``) to check
 the jobs last >= 1 s and to show whether the fits slow down when two run at once (CPU threads contending);
@@ -43,7 +48,6 @@ def sweep(
     jobs: int,
     model: list[str],
     launcher: list[str],
-    env: dict[str, str],
 ) -> dict[str, float]:
     folder = root / name
     uri = sqlite_uri(folder)
@@ -58,7 +62,7 @@ def sweep(
         f"hydra.sweep.dir={folder / 'sweep'}",
         *launcher,
     ]
-    result = run_sweep(overrides, folder, env=env)
+    result = run_sweep(overrides, folder)
     runs = sorted(check_sweep(result, uri, EXPERIMENT, finished=jobs), key=lambda r: r.info.start_time)
     fits = [r.data.metrics["train/fit_seconds"] for r in runs]
     first_start = runs[0].info.start_time / 1e3
@@ -100,32 +104,39 @@ def main() -> None:
     parser.add_argument(
         "--threads",
         type=int,
-        help="OMP_NUM_THREADS for both sweeps (default: unset, torch's own choice; joblib's workers limit "
-        "their threads to CPUs / n_jobs by themselves)",
+        help="train.threads for both sweeps (default: auto, the cores shared among the workers)",
+    )
+    parser.add_argument(
+        "--launcher",
+        choices=("lossbench", "joblib"),
+        default="lossbench",
+        help="the parallel sweep's launcher: lossbench's own (default) or Hydra's joblib launcher",
     )
     args = parser.parse_args()
     jobs = args.jobs or (4 if args.quick else 32)
-    env = {} if args.threads is None else {"OMP_NUM_THREADS": str(args.threads)}
+    threads = [] if args.threads is None else [f"train.threads={args.threads}"]
     if args.model == "torch_mlp":
         epochs = args.epochs or (20 if args.quick else 120)  # 60 gave fits under 1 s on a faster VM
-        model = ["model=torch_mlp", "train.patience=null", f"train.epochs={epochs}"]
+        model = ["model=torch_mlp", "train.patience=null", f"train.epochs={epochs}", *threads]
         work = f"{epochs} epochs each"
     else:
         epochs = args.epochs or (60 if args.quick else None)
-        model = ["model=sklearn_mlp", *([f"model.max_iter={epochs}"] if epochs else [])]
+        model = ["model=sklearn_mlp", *([f"model.max_iter={epochs}"] if epochs else []), *threads]
         work = f"at most {epochs or 300} iterations each"
 
     print(f"joblib_speedup: {jobs} jobs of {args.model} on digits, {work}, fresh SQLite stores")
     print(machine_line())
-    print(f"OMP_NUM_THREADS for the sweeps: {env.get('OMP_NUM_THREADS', 'unset')}")
+    print(f"train.threads for the sweeps: {args.threads or 'auto'}")
     with tempfile.TemporaryDirectory(prefix="lossbench-bench-") as tmp:
         root = Path(tmp)
-        print("baseline: 1 worker (Hydra's default launcher) ...")
-        one = sweep(root, "one", jobs, model, [], env)
+        print("baseline: 1 worker (lossbench's launcher, in process) ...")
+        one = sweep(root, "one", jobs, model, [])
         print(f"  {one['wall']:.2f} s")
-        print(f"lossbench: hydra/launcher=joblib hydra.launcher.n_jobs={args.n_jobs} ...")
-        joblib = ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={args.n_jobs}"]
-        par = sweep(root, "par", jobs, model, joblib, env)
+        parallel = [f"hydra.launcher.n_jobs={args.n_jobs}"]
+        if args.launcher == "joblib":
+            parallel.insert(0, "hydra/launcher=joblib")
+        print(f"parallel: {' '.join(parallel)} ...")
+        par = sweep(root, "par", jobs, model, parallel)
         print(f"  {par['wall']:.2f} s")
 
     speedup = one["wall"] / par["wall"]
@@ -153,7 +164,7 @@ def main() -> None:
     print(
         table(
             f"{jobs} jobs; speed-up = 1 worker / {args.n_jobs} workers; target >= {TARGET:g}",
-            ["", "1 worker", f"joblib n_jobs={args.n_jobs}", "speed-up"],
+            ["", "1 worker", f"{args.launcher} n_jobs={args.n_jobs}", "speed-up"],
             rows,
         )
     )
@@ -162,7 +173,7 @@ def main() -> None:
             f"note: the shortest fit took {one['fit_min']:.2f} s (< 1 s); raise --epochs for the real figure"
         )
     print()
-    name = f"joblib_speedup ({args.model}, n_jobs={args.n_jobs})"
+    name = f"joblib_speedup ({args.model}, {args.launcher} launcher, n_jobs={args.n_jobs})"
     print(verdict(name, speedup, TARGET, "x", higher_is_better=True))
 
 

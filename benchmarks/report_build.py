@@ -10,30 +10,30 @@ What it does, in one invocation:
   params, tags, metrics with the epoch curves, artifacts (config.yaml, per_class_test.csv,
   reliability_test.json, confusion_matrix_test.png) and the parent's sweep_jobs.json.
 - synthetic store per size: a sweep of the ``imbalance`` kind (3 models x 9 losses x rho in 1, 10, 50, 100
-  [x 5 regularization strengths above 2,000 runs] x as many seeds as reach the size), written the way a sweep
-  writes it. Its jobs are Hydra's own expansion of an experiment file (``lossbench.sweep.expand_jobs``); the
-  parent run is made by the real ``SweepCallback.on_multirun_start`` and closed by the real
-  ``Tracker.finish_parent`` (sweep_jobs.json: one status per job, in the schema the template sweep wrote:
-  status, fingerprint, job description, run_id or reason). Each job's config is the composed config of its
-  (model, loss) with its ratio, strength and seed set (a sample of jobs is checked against a full Hydra
-  compose: same params, same fingerprint), so params, fingerprint and job description are lossbench's own;
-  N/A jobs are the combinations ``lossbench.compat`` rejects, with its reason (focal, ldam, hinge, mse on
-  logreg). Each runnable job is one child run cloned from its model's template: tags as ``Tracker.start`` and
-  ``finish`` set them (fingerprint, sweep id, parent), params of its config plus the class counts of its ratio
-  (from ``lossbench.pipeline.prepare``), metrics perturbed plausibly (a loss effect growing with log rho, a
-  per-(setting, seed) effect shared by the losses, per-run noise; calibration metrics scaled), the epoch
-  curves, and the artifacts (hard links where the file is identical, config.yaml written per run). Writes are
-  batched: one ``create_run`` with the start tags, one ``log_batch`` with params, metrics and finish tags,
-  one ``set_terminated``; ``PRAGMA synchronous=OFF`` on the generating connections only (as MLflow's own
-  bulk import does; nothing of it persists in the file). ``--store-dir`` keeps the stores for next time.
+  [x 5 regularization strengths above 2,000 runs] x as many seeds as reach the size), recorded by the real
+  sweeper: ``lossbench.sweep.run.run_sweep`` on an experiment file, with a launcher that writes each job's
+  run from its model's template instead of training it. So the grid, every job's composed and checked
+  config, the N/A jobs (the combinations ``lossbench.compat`` rejects, with its reason: focal, ldam, hinge,
+  mse on logreg), the parent run, the job status files and sweep_jobs.json are the sweeper's own. Each
+  runnable job is one child run created and logged by the real ``Tracker.start`` and ``Tracker.finish``:
+  its config as the CLI makes it (``train.threads`` resolved), so tags (fingerprint, sweep id, parent),
+  params and config.yaml are lossbench's own; the class counts of its split (``lossbench.pipeline.prepare``);
+  metrics perturbed plausibly (a loss effect growing with log rho, a per-(setting, seed) effect shared by the
+  losses, per-run noise; calibration metrics scaled) and the template's epoch curves; the template's other
+  artifacts as hard links. One synthetic run per model is checked against its template run (the same param,
+  tag, metric, curve and artifact names), and sweep_jobs.json against the template sweep's (the same keys
+  in the same order). ``PRAGMA synchronous=OFF`` on the generating connections only (as MLflow's own bulk
+  import does; nothing of it persists in the file). ``--store-dir`` keeps the stores for next time.
 - measure: ``python -m lossbench.report --experiment ... --tracking-uri ... --out ...`` in a fresh process,
   wall time, best of R; the output is checked (index.html, README.md, summary.csv with one row per setting and
   loss, comparisons.csv, the figures, the run count the report states), so a broken report cannot pass as
-  fast. Then, in this process, ``build_report`` once more with timers around the real calls (load, search_runs
-  pages, artifact downloads, statistics, figures, HTML/Markdown) and, at the largest size, under cProfile.
+  fast. Then, in this process, ``build_report`` once more with timers around the real calls (load: the store
+  read in place or through search_runs pages, the JSON artifacts read in place or downloaded; statistics,
+  figures, HTML/Markdown) and, at the largest size, under cProfile.
 
-    python benchmarks/report_build.py            # 1,000 and 10,000 runs: ~30 min on 2 cores, of which
-                                                 # generating the stores ~12 min (1k: ~1 min, 10k: ~11 min)
+    python benchmarks/report_build.py            # 1,000 and 10,000 runs: generating the stores is most of it
+                                                 # (200 runs on 2 cores: ~20 s of the sweeper's plan, then
+                                                 # ~0.12 s a run written)
     python benchmarks/report_build.py --quick    # a 200-run store only (~2 min)
     python benchmarks/report_build.py --store-dir /tmp/stores   # keep the stores; the next run reuses them
 """
@@ -78,7 +78,7 @@ from _common import (
 TARGETS_S = {1000: 15.0, 10000: 60.0}
 EXPERIMENT = "bench_report_build"
 TEMPLATE_EXPERIMENT = "bench_report_template"
-GENERATOR = 1  # bump when the synthetic store changes: cached stores of another version are regenerated
+GENERATOR = 2  # bump when the synthetic store changes: cached stores of another version are regenerated
 
 MODELS = ("logreg", "torch_linear", "torch_mlp")
 LOSSES = (
@@ -96,7 +96,6 @@ RATIOS = (1, 10, 50, 100)
 STRENGTHS = (0.0001, 0.0003, 0.001, 0.003, 0.01)  # l2: must be > 0
 MANY_RUNS = 2000  # above this size the synthetic sweep also sweeps regularization.strength
 TEMPLATE_RATIO = 10.0
-FINISH_TAGS = ("lossbench.realisation", "lossbench.device", "lossbench.probability_metrics")
 
 # plausible effects (metric points) used to perturb the template metrics: gain per decade of rho
 LOSS_GAIN = {
@@ -359,32 +358,121 @@ def _link(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-def generate(folder: Path, grid: Grid, tmpl: Template) -> Store:
-    """A synthetic sweep of ``grid`` written to a fresh SQLite store in ``folder``."""
-    import numpy as np
-    import yaml
-    from hydra import compose, initialize_config_dir
-    from mlflow.entities import Metric, Param, RunTag
-    from mlflow.tracking import MlflowClient
-    from mlflow.utils.file_utils import local_file_uri_to_path
+class _TemplateWriter:
+    """A launcher for the real sweeper (:func:`lossbench.sweep.run.run_sweep`) that writes each job's run
+    from its model's template instead of training it: the job's config as the CLI makes it from the config
+    the sweeper composed; the run created and logged by the real ``Tracker.start`` and ``Tracker.finish``
+    (tags, params, metrics, curves, class counts, config.yaml); the template's other artifacts linked in;
+    and the job's status file written by the real ``lossbench.sweep.jobs.write_status``. The writes are made
+    at once, in this thread, as a sweep's jobs make them."""
 
-    import lossbench.sweep as sweep_mod
-    from lossbench.compat import check_config, supported_losses
-    from lossbench.config import config_dir, fingerprint, flatten, to_container
-    from lossbench.errors import ConfigError
-    from lossbench.pipeline import prepare
-    from lossbench.tracking import (
-        _MAX_ENTITIES,
-        _MAX_METRICS,
-        _MAX_PARAMS,
-        TAG_FINGERPRINT,
-        TAG_REALISATION,
-        TAG_SWEEP_ID,
-        Tracker,
-        _param_value,
-        _yaml,
-        run_name,
-    )
+    def __init__(self, master, tmpl: Template) -> None:
+        self.master = master  # run_sweep points its hydra.sweep.dir at the folder it claims
+        self.tmpl = tmpl
+        self.configs: dict[tuple, object] = {}
+        self.perturb = Perturb()
+        self.counts: dict[str, dict[str, list[int]]] = {}  # class counts per split (ratio, seed)
+        self.planned_at: float | None = None
+        self._layout_checked = False
+
+    def runs_in_process(self) -> bool:
+        return True
+
+    def use_configs(self, configs: dict[tuple, object]) -> None:
+        self.configs = dict(configs)
+
+    def launch(self, job_overrides, initial_job_idx: int) -> list:
+        from omegaconf import OmegaConf
+
+        from lossbench.artifacts import CONFIG_ARTIFACT
+        from lossbench.cli import _resolve_threads
+        from lossbench.compat import check_config
+        from lossbench.config import fingerprint, to_container
+        from lossbench.pipeline import RunResult, prepare, split_key
+        from lossbench.sweep.jobs import job_description, read_sweep, write_status
+        from lossbench.tracking import TAG_PROBA, TAG_SWEEP_ID, Tracker
+
+        self.planned_at = time.perf_counter()
+        sweep_dir = Path(str(self.master.hydra.sweep.dir))
+        info = read_sweep(sweep_dir)
+        tracker = Tracker(info["uri"], info["experiment"])
+        location = tracker.client.get_experiment(tracker.experiment_id).artifact_location
+        print(
+            f"  {len(job_overrides)} jobs to write (the sweeper's plan); parent run {info['parent_run_id']}"
+        )
+        writing = last = time.perf_counter()
+        for i, overrides in enumerate(job_overrides):
+            cfg, num = self.configs.pop(tuple(overrides)), initial_job_idx + i
+            c = to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]))
+            _resolve_threads(c, False)  # train.threads=auto as at n_jobs 1
+            desc = job_description(c)
+            t = self.tmpl.runs[desc["model"]]
+            key = split_key(c)
+            if key not in self.counts:
+                self.counts[key] = prepare(c).class_counts
+            counts = self.counts[key]
+            values = self.perturb.metrics(t.metrics, desc, counts)
+            train = {k.removeprefix("train/"): v for k, v in values.items() if k.startswith("train/")}
+            result = RunResult(
+                metrics={k: v for k, v in values.items() if not k.startswith("train/")},
+                curves={k.removeprefix("curve/"): [v for _, v in h] for k, h in t.curves.items()},
+                class_counts=counts,
+                class_names=json.loads(t.params["data.class_names"]),
+                realisation=check_config(c),
+                info={**train, "device": t.tags["lossbench.device"], "has_proba": TAG_PROBA not in t.tags},
+            )
+            run_id = tracker.start(
+                c, parent_run_id=info["parent_run_id"], extra_tags={TAG_SWEEP_ID: info["id"]}
+            )
+            art = self._artifact_dir(tracker, location, run_id)
+            for src in t.artifacts.iterdir():  # no predictions here: Tracker.finish writes config.yaml only
+                if src.is_file() and src.name != CONFIG_ARTIFACT:
+                    _link(src, art / src.name)
+            tracker.finish(run_id, c, result)
+            write_status(
+                sweep_dir / str(num), "finished", fingerprint=fingerprint(c), job=desc, run_id=run_id
+            )
+            if time.perf_counter() - last > 15:
+                last = time.perf_counter()
+                elapsed = last - writing
+                print(
+                    f"    job {i + 1}/{len(job_overrides)}: {(i + 1) / elapsed:.0f} runs/s, "
+                    f"~{(len(job_overrides) - i - 1) * elapsed / (i + 1):.0f} s left",
+                    flush=True,
+                )
+        return []
+
+    def _artifact_dir(self, tracker, location: str, run_id: str) -> Path:
+        """The run's local artifact folder: MLflow's layout under the experiment's artifact location, checked
+        against the run's own artifact URI on the first run."""
+        from mlflow.utils.file_utils import local_file_uri_to_path
+
+        uri = f"{location}/{run_id}/artifacts"
+        if not self._layout_checked:
+            actual = tracker.client.get_run(run_id).info.artifact_uri
+            if actual != uri:
+                raise SystemExit(f"benchmark: run artifacts at {actual}, not {uri}: MLflow's layout changed")
+            self._layout_checked = True
+        path = Path(local_file_uri_to_path(uri))
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+def generate(folder: Path, grid: Grid, tmpl: Template, extra: list[str]) -> Store:
+    """A synthetic sweep of ``grid`` written to a fresh SQLite store in ``folder`` by the real sweeper
+    (grid, plan, N/A jobs, parent run, counting, sweep_jobs.json) with :class:`_TemplateWriter` for its
+    launcher."""
+    from types import SimpleNamespace
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from mlflow.tracking import MlflowClient
+
+    from lossbench.config import config_dir
+    from lossbench.store import local_artifact_dir, query
+    from lossbench.sweep.jobs import STATUSES
+    from lossbench.sweep.run import exit_code, run_sweep
+    from lossbench.tracking import SWEEP_JOBS_ARTIFACT, TAG_ROLE
 
     if folder.exists():
         shutil.rmtree(folder)
@@ -392,147 +480,71 @@ def generate(folder: Path, grid: Grid, tmpl: Template) -> Store:
     uri = sqlite_uri(folder)
     started = time.perf_counter()
     select = write_experiment(folder / "conf", "report_build_synthetic", grid.params(), EXPERIMENT)
-    common = [*select, f"tracking.uri={uri}"]
-    sweep_dir = folder / "sweep"
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        launcher = compose(
-            config_name="config",
-            overrides=[*common, f"hydra.sweep.dir={sweep_dir}"],
-            return_hydra_config=True,
+    overrides = [*select, f"tracking.uri={uri}", *extra, f"hydra.sweep.dir={folder / 'sweep'}"]
+    with (
+        initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"),
+        _cwd(folder),
+        _sqlite_no_fsync(),
+    ):
+        master = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+        writer = _TemplateWriter(master, tmpl)
+        sweeper = SimpleNamespace(
+            config=master,
+            launcher=writer,
+            hydra_context=SimpleNamespace(config_loader=GlobalHydra.instance().config_loader()),
+            params=master.hydra.sweeper.params,
         )
-        base = {
-            (m, x): to_container(
-                compose(config_name="config", overrides=[*common, f"model={m}", f"loss={x}"])
-            )
-            for m in MODELS
-            for x in LOSSES
-        }
-        jobs = sweep_mod.expand_jobs(launcher)
-        # the shortcut below (a composed config per (model, loss), ratio / strength / seed set) must give what
-        # Hydra gives the job: checked on a spread of jobs
-        rng = np.random.default_rng(0)
-        sample = sorted(
-            {0, len(jobs) - 1, *rng.choice(len(jobs), size=min(6, len(jobs)), replace=False).tolist()}
+        run_sweep(sweeper, list(master.hydra.overrides.task))
+    if exit_code():
+        raise SystemExit(
+            f"benchmark: the synthetic sweep in {folder} did not finish (exit code {exit_code()})"
         )
-        checks = {
-            n: to_container(compose(config_name="config", overrides=[*jobs[n], *select[1:]])) for n in sample
-        }
+    plan_s = (writer.planned_at or started) - started
 
-    def job_config(overrides: list[str]) -> dict:
-        o = dict(x.split("=", 1) for x in overrides)
-        c = json.loads(json.dumps(base[o["model"], o["loss"]]))  # a deep copy
-        c["imbalance"]["ratio"] = float(o["imbalance.ratio"])
-        if "regularization.strength" in o:
-            c["regularization"]["strength"] = float(o["regularization.strength"])
-        c["seed"] = int(o["seed"])
-        return c
-
-    for n, real in checks.items():
-        ours = job_config(jobs[n])
-        if flatten(ours) != flatten(real) or fingerprint(ours) != fingerprint(real):
-            diff = {
-                k: (v, flatten(real).get(k)) for k, v in flatten(ours).items() if flatten(real).get(k) != v
-            }
-            raise SystemExit(f"benchmark: the synthetic config of job {n} differs from Hydra's: {diff}")
-
-    # class counts per ratio, as the pipeline computes them (seed 0); the ratio is what moves them
-    counts = {}
-    for r in RATIOS:
-        c = json.loads(json.dumps(base["logreg", "ce"]))
-        c["imbalance"]["ratio"] = float(r)
-        counts[float(r)] = prepare(c).class_counts
-
-    def dump(c: dict) -> str:
-        return yaml.safe_dump({k: v for k, v in c.items() if k != "hydra"}, sort_keys=False)
-
-    fast_yaml = all(dump(c) == _yaml(c) for c in base.values())  # config.yaml as Tracker.start writes it
-
-    perturb = Perturb()
-    statuses: list[dict] = []
-    with _cwd(folder), _sqlite_no_fsync():
-        sweep_mod.SweepCallback().on_multirun_start(launcher)  # the store, the experiment, the parent run
-        info = sweep_mod.read_sweep(sweep_dir)
-        tracker = Tracker(uri, EXPERIMENT)
-        client: MlflowClient = tracker.client
-        print(f"  {len(jobs)} jobs (Hydra's expansion); parent run {info['parent_run_id']}; writing runs ...")
-        na: dict[tuple, str | None] = {}
-        writing = last = time.perf_counter()
-        written = 0
-        for num, overrides in enumerate(jobs):
-            c = job_config(overrides)
-            fp = fingerprint(c)
-            desc = sweep_mod.job_description(c)
-            key = (desc["model"], desc["loss"], desc["strength"])
-            if key not in na:
-                try:
-                    check_config(c)
-                    na[key] = None
-                except ConfigError as e:
-                    na[key] = str(e)
-            if na[key] is not None:
-                statuses.append({"status": "skipped", "fingerprint": fp, "job": desc, "reason": na[key]})
-                continue
-            t = tmpl.runs[desc["model"]]
-            tags = {
-                k: v
-                for k, v in t.tags.items()
-                if k not in FINISH_TAGS and k not in ("mlflow.runName", TAG_FINGERPRINT)
-            }
-            tags.update(
-                {TAG_FINGERPRINT: fp, "mlflow.parentRunId": info["parent_run_id"], TAG_SWEEP_ID: info["id"]}
-            )
-            run = client.create_run(tracker.experiment_id, run_name=run_name(c), tags=tags)
-            run_id = run.info.run_id
-            cc = counts[desc["ratio"]]
-            params = [
-                Param(k, _param_value(v))
-                for k, v in flatten({k: v for k, v in c.items() if k != "hydra"}).items()
-            ]
-            params += [Param(f"class_counts.{k}", json.dumps(v)) for k, v in cc.items()]
-            params.append(Param("data.class_names", t.params["data.class_names"]))
-            now = int(time.time() * 1000)
-            values = perturb.metrics(t.metrics, desc, cc)
-            metrics = [Metric(k, float(v), now, 0) for k, v in values.items()]
-            for name, history in t.curves.items():
-                metrics += [Metric(name, float(v), now, step) for step, v in history]
-            end_tags = [RunTag(TAG_REALISATION, supported_losses(desc["model"])[desc["loss"]])]
-            end_tags += [RunTag(k, t.tags[k]) for k in FINISH_TAGS[1:] if k in t.tags]
-            # one call (one SQLite transaction) for params, tags and metrics, within MLflow's limits
-            first = _MAX_ENTITIES - len(params) - len(end_tags)
-            if len(params) > _MAX_PARAMS:
-                for i in range(0, len(params), _MAX_PARAMS):
-                    client.log_batch(run_id, params=params[i : i + _MAX_PARAMS])
-                params = []
-                first = _MAX_ENTITIES - len(end_tags)
-            client.log_batch(run_id, metrics=metrics[:first], params=params, tags=end_tags)
-            for i in range(first, len(metrics), _MAX_METRICS):
-                client.log_batch(run_id, metrics=metrics[i : i + _MAX_METRICS])
-            art = Path(local_file_uri_to_path(run.info.artifact_uri))
-            art.mkdir(parents=True, exist_ok=True)
-            for src in t.artifacts.iterdir():
-                if src.name == "config.yaml":
-                    (art / src.name).write_text(dump(c) if fast_yaml else _yaml(c))
-                elif src.is_file():
-                    _link(src, art / src.name)
-            client.set_terminated(run_id, "FINISHED")
-            statuses.append({"status": "finished", "fingerprint": fp, "job": desc, "run_id": run_id})
-            written += 1
-            if time.perf_counter() - last > 15:
-                last = time.perf_counter()
-                elapsed = last - writing
-                print(
-                    f"    job {num + 1}/{len(jobs)}: {written} runs written, {written / elapsed:.0f} runs/s, "
-                    f"~{(len(jobs) - num - 1) * elapsed / (num + 1):.0f} s left",
-                    flush=True,
-                )
-        schema = {st["status"]: (list(st), list(st["job"])) for st in tmpl.statuses}
-        for st in statuses:  # the template sweep wrote the same keys, in the same order
-            if st["status"] in schema and (list(st), list(st["job"])) != schema[st["status"]]:
+    # read back what the sweep recorded; it must look like what the template sweep recorded
+    client = MlflowClient(tracking_uri=uri)
+    experiment_id = client.get_experiment_by_name(EXPERIMENT).experiment_id
+    (parent,) = client.search_runs([experiment_id], filter_string=f"tags.`{TAG_ROLE}` = 'sweep'")
+    statuses = json.loads((local_artifact_dir(parent.info.artifact_uri) / SWEEP_JOBS_ARTIFACT).read_text())
+    schema = {st["status"]: (list(st), list(st["job"])) for st in tmpl.statuses}
+    for st in statuses:  # the template sweep wrote the same keys, in the same order
+        if st["status"] in schema and (list(st), list(st["job"])) != schema[st["status"]]:
+            raise SystemExit(f"benchmark: status {st} differs from the real schema {schema[st['status']]}")
+    sample = {}  # one ce run per model, as the template runs are
+    for st in statuses:
+        if st["status"] == "finished" and st["job"]["loss"] == "ce":
+            sample.setdefault(st["job"]["model"], st["run_id"])
+    for model, run_id in sample.items():
+        r, t = client.get_run(run_id), tmpl.runs[model]
+        steps = {k: [m.step for m in client.get_metric_history(run_id, k)] for k in t.curves}
+        for what, ours, theirs in (
+            ("params", set(r.data.params), set(t.params)),
+            ("tags", set(r.data.tags), set(t.tags)),
+            ("metrics", set(r.data.metrics), set(t.metrics) | set(t.curves)),
+            (
+                "curve steps",
+                {(k, tuple(v)) for k, v in steps.items()},
+                {(k, tuple(step for step, _ in v)) for k, v in t.curves.items()},
+            ),
+            (
+                "artifacts",
+                {p.name for p in local_artifact_dir(r.info.artifact_uri).iterdir()},
+                {p.name for p in t.artifacts.iterdir()},
+            ),
+        ):
+            if ours != theirs:
                 raise SystemExit(
-                    f"benchmark: status {st} differs from the real schema {schema[st['status']]}"
+                    f"benchmark: a synthetic {model} run's {what} differ from the template run's: "
+                    f"only synthetic {sorted(ours - theirs)}, only template {sorted(theirs - ours)}"
                 )
-        counts_by = {s: sum(1 for st in statuses if st["status"] == s) for s in sweep_mod.STATUSES}
-        tracker.finish_parent(info["parent_run_id"], counts_by, statuses, missing=0)
+    counts_by = {s: sum(1 for st in statuses if st["status"] == s) for s in STATUSES}
+    stored = query(
+        uri,
+        "SELECT COUNT(*) FROM runs WHERE experiment_id = ? AND status = 'FINISHED' AND run_uuid != ?",
+        (int(experiment_id), parent.info.run_id),
+    )
+    if stored is None or stored[0][0] != counts_by["finished"] or set(sample) != set(MODELS):
+        raise SystemExit(f"benchmark: sweep_jobs.json counts {counts_by}, the store {stored} FINISHED runs")
     settings = {
         (st["job"]["model"], st["job"]["loss"], st["job"]["ratio"], st["job"]["strength"])
         for st in statuses
@@ -540,12 +552,13 @@ def generate(folder: Path, grid: Grid, tmpl: Template) -> Store:
     }
     meta = {
         **grid.key(),
-        "jobs": len(jobs),
+        "jobs": len(statuses),
         "runs": counts_by["finished"],
         "skipped": counts_by["skipped"],
         "summary_rows": len(settings),
         "models": len(MODELS),
         "strength_axis": len(grid.strengths) > 1,
+        "plan_s": plan_s,
         "generated_s": time.perf_counter() - started,
         "db_mb": (folder / "mlflow.db").stat().st_size / 2**20,
     }
@@ -553,7 +566,7 @@ def generate(folder: Path, grid: Grid, tmpl: Template) -> Store:
     return Store(folder, uri, meta)
 
 
-def ensure_store(store_dir: Path, grid: Grid, template: Callable[[], Template]) -> Store:
+def ensure_store(store_dir: Path, grid: Grid, template: Callable[[], Template], extra: list[str]) -> Store:
     """The cached store of ``grid`` when ``store_dir`` holds a complete one, else a freshly generated one."""
     folder = store_dir / f"runs{grid.size}-strengths{len(grid.strengths)}"
     marker = folder / "synthetic.json"
@@ -565,11 +578,12 @@ def ensure_store(store_dir: Path, grid: Grid, template: Callable[[], Template]) 
             )
             return Store(folder, sqlite_uri(folder), {**meta, "reused": True})
     print(f"  generating {grid.describe()} into {folder} ...")
-    store = generate(folder, grid, template())
+    store = generate(folder, grid, template(), extra)
     m = store.meta
     print(
         f"  generated {m['runs']} runs ({m['jobs']} jobs, {m['skipped']} N/A) in {m['generated_s']:.1f} s "
-        f"({m['runs'] / m['generated_s']:.0f} runs/s), store {m['db_mb']:.0f} MB"
+        f"({m['runs'] / m['generated_s']:.0f} runs/s; the sweeper's plan of every job {m['plan_s']:.1f} s), "
+        f"store {m['db_mb']:.0f} MB"
     )
     return store
 
@@ -681,12 +695,12 @@ def breakdown(store: Store, out: Path) -> tuple[Profiler, float]:
 
     import pandas as pd
     import statsmodels.stats.multitest
-    from mlflow.tracking import MlflowClient
 
     import lossbench.report.build as build
     import lossbench.report.document as document
     import lossbench.report.figures as figures
     import lossbench.report.load as load
+    import lossbench.report.sections.calibration as calibration
     import lossbench.report.stats as stats
 
     with Profiler() as prof:
@@ -705,10 +719,11 @@ def breakdown(store: Store, out: Path) -> tuple[Profiler, float]:
             prof.wrap(load, name, f"load.{name}")
         prof.wrap(load, "read_json_artifact", "load.read_json_artifact")
         prof.wrap(load, "_row", "load._row (per run)")
-        prof.wrap(MlflowClient, "search_runs", "mlflow search_runs (page)")
-        prof.wrap(MlflowClient, "download_artifacts", "mlflow download_artifacts")
+        # MLflow's client is only made (load._client) when the store cannot be read in place: search_runs
+        # pages (load._search_all, own time), artifact downloads (load.read_json_artifact, own time)
         prof.wrap(build.ReportBuilder, "__init__", "ReportBuilder() (finished, summarize, palette)")
         for name in (
+            "intro",
             "findings",
             "glance",
             "accounting",
@@ -718,9 +733,10 @@ def breakdown(store: Store, out: Path) -> tuple[Profiler, float]:
             "calibration",
             "per_class",
             "na_matrix",
+            "files",
         ):
             prof.wrap(build.ReportBuilder, name, f"section {name}")
-        prof.wrap(build, "_reliability", "build._reliability (per run)")
+        prof.wrap(calibration, "_reliability", "calibration._reliability (per run)")
         for name in (
             "summarize",
             "blocks",
@@ -825,7 +841,7 @@ def main() -> None:
         profile_text = None
         for grid in grids:
             print(f"\nsize {grid.size}: {grid.describe()}")
-            store = ensure_store(store_dir, grid, template)
+            store = ensure_store(store_dir, grid, template, extra)
             repeats = args.repeats or (1 if args.quick or grid.size > MANY_RUNS else 3)
             builds = []
             for rep in range(repeats):

@@ -15,12 +15,17 @@ What it measures, in one invocation (logistic regression on digits, one job per 
   the same data preparation, fit and metrics, no Hydra, no MLflow (after one warm-up run). The median run
   over R repeats.
 - overhead = lossbench per job - baseline per run, against the target.
-- breakdown, in this process: the real ``lossbench.sweep.run_job`` on a fresh store, with timers around the
-  real calls inside it (``Tracker()``, the resume search, ``Tracker.start``, ``Tracker.finish`` and within it
-  ``log_batch``, the per-class CSV, the confusion-matrix PNG, ``log_artifacts``, ``set_terminated``); Hydra's
-  ``compose()`` of one job config; the job timeline read back from MLflow (time inside a run vs between runs);
-  and, at default sizes, the same sweeps with every job resumed (re-run on their stores) and with every job
-  N/A (``loss=focal``, which logistic regression cannot train: Hydra's own per-job cost).
+- breakdown, in this process: the real sweeper's work (``lossbench.sweep.run.run_sweep``: the plan, the
+  store, the parent run, the counting) on a fresh store, its N jobs each run by the real
+  ``lossbench.sweep.jobs.run_job`` in this process (as the lossbench launcher at ``n_jobs: 1`` runs them,
+  less Hydra's per-job set-up), after a 1-job warm-up sweep; timers around the real calls inside: the
+  claims (``Tracker.runs_with_fingerprint``), ``Tracker.start`` (create_run), and at the job's end
+  ``Tracker._log`` (log_batch), the artifacts (config.yaml, the per-class CSV, the confusion-matrix PNG,
+  ``log_artifacts``), set_terminated and the job's status file. Also
+  Hydra's ``compose()`` of one job config; the job timeline read back from MLflow (time inside a run vs
+  between runs); and, at default sizes, the same sweeps with every job resumed (re-run on their stores)
+  and with every job N/A (``loss=focal``, which logistic regression cannot train: Hydra's own per-job
+  cost).
 
 The end-of-sweep report is switched off (``report.enabled=false``): it runs once per sweep, not per run;
 ``benchmarks/sweep_wall.py`` shows its cost.
@@ -33,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import statistics
 import tempfile
 import time
@@ -143,86 +147,163 @@ def bare_loop(root: Path, n: int, repeats: int) -> dict[str, float]:
     return {"per_run": statistics.median(times), "fit": statistics.median(fits), "compose": compose_s}
 
 
-def breakdown(root: Path, n: int, extra: list[str]) -> tuple[Profiler, float]:
-    """The real sweep.run_job for N jobs in this process on a fresh store, with timers around real calls.
-    Returns the profiler and the time of the sweep's start (SweepCallback.on_multirun_start, fresh store)."""
-    import pandas as pd
+class _JobsInProcess:
+    """A launcher for the real sweeper (:func:`lossbench.sweep.run.run_sweep`) that runs each job's real
+    ``lossbench.sweep.jobs.run_job`` in this process, on the config the sweeper composed and handed over:
+    what the lossbench launcher with ``n_jobs: 1`` does, less Hydra's per-job set-up (job folder files,
+    logging, callbacks: left to the end-to-end difference)."""
+
+    def __init__(self, master) -> None:
+        self.master = master  # run_sweep points its hydra.sweep.dir at the folder it claims
+        self.configs: dict[tuple, object] = {}
+        self.launched_at: float | None = None
+
+    def runs_in_process(self) -> bool:
+        return True  # as the lossbench launcher at n_jobs 1: the jobs' MLflow writes wait for the sweep's end
+
+    def use_configs(self, configs: dict[tuple, object]) -> None:
+        self.configs = dict(configs)
+
+    def launch(self, job_overrides, initial_job_idx: int) -> list:
+        from omegaconf import OmegaConf
+
+        import lossbench.sweep.jobs as jobs
+        from lossbench.cli import _resolve_threads
+        from lossbench.config import to_container
+
+        self.launched_at = time.perf_counter()
+        sweep_dir = Path(str(self.master.hydra.sweep.dir))
+        info = jobs.read_sweep(sweep_dir)
+        for i, overrides in enumerate(job_overrides):
+            cfg, num = self.configs.pop(tuple(overrides)), initial_job_idx + i
+            task_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])  # what the task gets
+            c = to_container(task_cfg)
+            _resolve_threads(c, False)  # train.threads=auto as at n_jobs 1: one job at a time
+            hydra_cfg = SimpleNamespace(
+                runtime=SimpleNamespace(output_dir=str(sweep_dir / str(num))),
+                job=SimpleNamespace(num=num),
+                sweep=SimpleNamespace(dir=str(sweep_dir)),
+            )
+            jobs.run_job(c, hydra_cfg, info)
+        return []
+
+
+def _sweep_in_process(master, loader, arguments: list[str]) -> tuple[Path, float]:
+    """The real run_sweep on ``master`` (a composed multirun config) with :class:`_JobsInProcess`; returns
+    its sweep folder and the time from its start to the launch (plan, store, parent run)."""
+    import lossbench.sweep.jobs as jobs
+    from lossbench.sweep.run import exit_code, run_sweep
+
+    launcher = _JobsInProcess(master)
+    sweeper = SimpleNamespace(
+        config=master,
+        launcher=launcher,
+        hydra_context=SimpleNamespace(config_loader=loader),
+        params=master.hydra.sweeper.params,
+    )
+    start = time.perf_counter()
+    run_sweep(sweeper, arguments)
+    sweep_dir = Path(str(master.hydra.sweep.dir))
+    statuses = jobs.collect_statuses(sweep_dir)  # written once each job's MLflow writes are stored
+    unfinished = [st for st in statuses if st["status"] != "finished"]
+    if exit_code() or unfinished or not statuses:
+        raise SystemExit(f"benchmark: the in-process sweep in {sweep_dir} did not finish: {unfinished}")
+    return sweep_dir, (launcher.launched_at or time.perf_counter()) - start
+
+
+def breakdown(root: Path, n: int, extra: list[str]) -> tuple[Profiler, dict[str, float]]:
+    """The real sweeper (run_sweep) and per-job path (sweep.jobs.run_job, lossbench.tracking) for N jobs in
+    this process on a fresh store, with timers around real calls. The sweep runs as it runs under the
+    lossbench launcher at n_jobs 1, every MLflow call in the job's own thread. A warm-up sweep of one job
+    (seed N) on the fresh store goes first: first imports,
+    first data load, the store's creation. Returns the profiler and the sweep start times (run_sweep up to
+    the launch) of the warm-up sweep (fresh store) and of the measured one."""
     from hydra import compose, initialize_config_dir
-    from mlflow.tracking import MlflowClient
+    from hydra.core.global_hydra import GlobalHydra
 
     import lossbench.compat
     import lossbench.config
     import lossbench.metrics
     import lossbench.pipeline
     import lossbench.plots
-    import lossbench.sweep as sweep_mod
-    from lossbench.store import RunWriter
+    import lossbench.sweep.jobs as jobs
+    import lossbench.sweep.plan as plan
+    import lossbench.tracking as tracking
     from lossbench.tracking import Tracker
 
     folder = root / "in-process"
     folder.mkdir(parents=True)
-    uri, sweep_dir = sqlite_uri(folder), folder / "sweep"
+    uri = sqlite_uri(folder)
     select = write_experiment(root / "conf", "overhead_n", {"seed": _seeds(n)}, EXPERIMENT)
     common = [*select, f"tracking.uri={uri}", *extra]
-    with initialize_config_dir(config_dir=str(lossbench.config.config_dir()), version_base="1.3"):
-        launcher_cfg = compose(
-            config_name="config",
-            overrides=[*common, f"hydra.sweep.dir={sweep_dir}"],
-            return_hydra_config=True,
-        )
-        cfgs = [compose(config_name="config", overrides=[*common, f"seed={k}"]) for k in range(n + 1)]
-    start = time.perf_counter()
-    sweep_mod.SweepCallback().on_multirun_start(launcher_cfg)  # creates the store, experiment and parent
-    startup = time.perf_counter() - start
-    info = sweep_mod.read_sweep(sweep_dir)
+    starts: dict[str, float] = {}
+    with (
+        Profiler() as prof,
+        initialize_config_dir(config_dir=str(lossbench.config.config_dir()), version_base="1.3"),
+    ):
+        loader = GlobalHydra.instance().config_loader()
 
-    def job(k: int) -> None:
-        job_dir = sweep_dir / str(k)
-        hydra_cfg = SimpleNamespace(
-            runtime=SimpleNamespace(output_dir=str(job_dir)), job=SimpleNamespace(num=k)
-        )
-        sweep_mod.run_job(lossbench.config.to_container(cfgs[k]), hydra_cfg, info)
-        status = json.loads((job_dir / sweep_mod.STATUS_FILE).read_text())
-        if status["status"] != "finished":
-            raise SystemExit(f"benchmark: in-process job {k} did not finish: {status}")
+        def master(sweep_dir: Path, more: list[str]):
+            return compose(
+                config_name="config",
+                overrides=[*common, *more, f"hydra.sweep.dir={sweep_dir}"],
+                return_hydra_config=True,
+            )
 
-    with Profiler() as prof:
-        prof.wrap(sweep_mod, "run_job", "sweep.run_job")
-        prof.wrap(lossbench.config, "fingerprint", "config.fingerprint")
-        prof.wrap(lossbench.compat, "check_config", "compat.check_config")
+        # the sweep (once per sweep: amortised over its N runs in the rows)
+        prof.wrap(plan, "plan", "plan.plan (compose and check every job)")
         prof.wrap(Tracker, "__init__", "Tracker()")
-        prof.wrap(Tracker, "finished_run", "Tracker.finished_run (resume)")
+        prof.wrap(Tracker, "settle_interrupted", "Tracker.settle_interrupted")
+        prof.wrap(plan, "settle_finished", "plan.settle_finished (resume search)")
+        prof.wrap(Tracker, "start_parent", "Tracker.start_parent")
+        prof.wrap(_JobsInProcess, "launch", "launch (own: each task config, as the CLI makes it)")
+        prof.wrap(Tracker, "finish_parent", "Tracker.finish_parent")
+        # one job, in the job's thread
+        prof.wrap(jobs, "run_job", "sweep.run_job")
+        prof.wrap(jobs, "_start_job", "jobs._start_job")
+        prof.wrap(lossbench.config, "fingerprint", "config.fingerprint")
+        prof.wrap(tracking, "fingerprint", "config.fingerprint")  # Tracker.start's own binding of it
+        prof.wrap(jobs, "_claim", "jobs._claim (FINISHED or live runs of the config)")
+        prof.wrap(jobs, "_keep_claim", "jobs._keep_claim (look again)")
+        prof.wrap(Tracker, "runs_with_fingerprint", "Tracker.runs_with_fingerprint (SQL)")
         prof.wrap(lossbench.pipeline, "prepare", "pipeline.prepare [bare]")
+        prof.wrap(lossbench.compat, "check_config", "compat.check_config")
+        prof.wrap(Tracker, "start", "Tracker.start (own: create_run)")
         prof.wrap(lossbench.pipeline, "execute", "pipeline.execute [bare]")
-        prof.wrap(Tracker, "start", "Tracker.start")
-        prof.wrap(Tracker, "finish", "Tracker.finish")
-        prof.wrap(Tracker, "_log_prediction_artifacts", "prediction artifacts")
+        prof.wrap(jobs, "_end_job", "jobs._end_job")
+        prof.wrap(Tracker, "finish", "Tracker.finish (own: entities)")
+        # the run's end: metrics, params, tags, artifacts, set_terminated and the status file
+        reporting = tracking._reporting
+        prof.patch(
+            tracking,
+            "_reporting",
+            lambda write, done: prof.timed(reporting(write, done), "finish's write (own: set_terminated)"),
+        )
+        prof.wrap(Tracker, "_log", "Tracker._log (log_batch)")
+        prof.wrap(Tracker, "_log_files", "Tracker._log_files (own: temp folder, log_artifacts)")
+        prof.wrap(tracking, "write_config", "config.yaml (artifacts.write_config)")
+        prof.wrap(tracking, "write_predictions", "artifacts.write_predictions (own: per_class_test.csv)")
         prof.wrap(lossbench.metrics, "per_class_table", "metrics.per_class_table")
-        prof.wrap(pd.DataFrame, "to_csv", "per_class_test.csv (to_csv)")
         prof.wrap(lossbench.metrics, "reliability_bins", "metrics.reliability_bins")
         prof.wrap(lossbench.metrics, "confusion", "metrics.confusion")
         prof.wrap(lossbench.plots, "confusion_matrix_figure", "confusion_matrix_test.png (plots)")
-        prof.wrap(sweep_mod, "write_status", "sweep.write_status")
-        for method in (
-            "__init__",
-            "get_experiment_by_name",
-            "search_runs",
-            "create_run",
-            "log_batch",
-            "log_text",
-            "log_artifacts",
-            "set_tag",
-            "set_terminated",
-        ):
-            prof.wrap(MlflowClient, method, "MlflowClient()" if method == "__init__" else f"mlflow {method}")
-        # a plain SQLite store: the child runs are written into its tables in place (store.RunWriter)
-        prof.wrap(RunWriter, "create_run", "RunWriter.create_run (in place: create_run + params)")
-        prof.wrap(RunWriter, "log", "RunWriter.log (in place: log_batch + set_terminated)")
-        job(n)  # warm-up: first imports and the first plot in this process
+        prof.wrap(jobs, "write_status", "jobs.write_status")
+
+        warm = master(folder / "warm-up", [f"seed={n}"])
+        _, starts["fresh"] = _sweep_in_process(warm, loader, list(warm.hydra.overrides.task))
         prof.reset()
-        for k in range(n):
-            job(k)
-    return prof, startup
+        measured = master(folder / "sweep", [])
+        _, starts["measured"] = _sweep_in_process(measured, loader, list(measured.hydra.overrides.task))
+    return prof, starts
+
+
+def _total(prof: Profiler, label: str) -> float:
+    """The time of the calls recorded under ``label`` in the job's thread, whatever called them."""
+    return sum(
+        t
+        for path, t in prof.total.items()
+        if not path.startswith("[") and (path == label or path.endswith("/" + label))
+    )
 
 
 def main() -> None:
@@ -247,8 +328,8 @@ def main() -> None:
         e2e = end_to_end(root, n, repeats, extra, ladder)
         print("bare loop (lossbench.pipeline.run in this process) ...")
         bare = bare_loop(root, n, repeats)
-        print("in-process breakdown (real sweep.run_job with timers) ...")
-        prof, startup = breakdown(root, n, extra)
+        print("in-process breakdown (real run_sweep and sweep.run_job with timers) ...")
+        prof, starts = breakdown(root, n, extra)
 
     walls = e2e["walls"]
 
@@ -263,11 +344,8 @@ def main() -> None:
 
     sweep_ms, bare_ms = 1e3 * statistics.median(e2e["periods"]), 1e3 * bare["per_run"]
     overhead_ms = sweep_ms - bare_ms
-    in_job = prof.total["sweep.run_job"]
-    bare_parts = (
-        prof.total["sweep.run_job/pipeline.prepare [bare]"]
-        + prof.total["sweep.run_job/pipeline.execute [bare]"]
-    )
+    in_job = _total(prof, "sweep.run_job")
+    bare_parts = _total(prof, "pipeline.prepare [bare]") + _total(prof, "pipeline.execute [bare]")
     run_job_ms = 1e3 * (in_job - bare_parts) / n
     rows = [
         [
@@ -278,8 +356,11 @@ def main() -> None:
         ["baseline: bare pipeline.run(cfg), median run", f"{bare_ms:.1f}"],
         ["  of which the fit itself (train/fit_seconds, median)", f"{1e3 * bare['fit']:.1f}"],
         ["framework overhead per run = sweep - baseline", f"{overhead_ms:.1f}"],
-        ["  in sweep.run_job: MLflow, resume search, status (in-process)", f"{run_job_ms:.1f}"],
-        ["  the rest: Hydra job launch, job logging, CLI (by difference)", f"{overhead_ms - run_job_ms:.1f}"],
+        ["  in sweep.run_job: claims, create_run, MLflow writes, files (in-process)", f"{run_job_ms:.1f}"],
+        [
+            "  the rest: Hydra job launch, job logging, CLI (by difference)",
+            f"{overhead_ms - run_job_ms:.1f}",
+        ],
         ["  for scale: Hydra compose() of one job config (measured alone)", f"{1e3 * bare['compose']:.1f}"],
         ["target", f"<= {TARGET_MS:g}"],
         ["overhead / target", f"{overhead_ms / TARGET_MS:.2f}"],
@@ -310,8 +391,14 @@ def main() -> None:
         t = e2e["timeline"]
         rows = [
             ["process start -> first run created", f"{1e3 * t['before_first']:.0f}"],
-            ["inside a run: create_run -> set_terminated (median)", f"{1e3 * t['inside']:.1f}"],
-            ["between runs: set_terminated -> next create_run (median)", f"{1e3 * t['between']:.1f}"],
+            [
+                "inside a run: create_run -> set_terminated (median)",
+                f"{1e3 * t['inside']:.1f}",
+            ],
+            [
+                "between runs: set_terminated -> next create_run (median; < 0: overlapped)",
+                f"{1e3 * t['between']:.1f}",
+            ],
             ["last run terminated -> process exit", f"{1e3 * t['after_last']:.0f}"],
         ]
         print()
@@ -320,13 +407,16 @@ def main() -> None:
     print()
     print(
         table(
-            f"In-process breakdown: real sweep.run_job x {n} on a fresh SQLite store (per run; own = total "
-            "minus the timed calls inside)",
+            f"In-process breakdown: the real run_sweep of {n} jobs (sweep.run_job each) on a fresh SQLite "
+            "store, after a 1-job warm-up sweep (per run; own = total minus the timed calls inside)",
             ["call", "calls", "total ms", "own ms"],
             prof.rows(per=n),
         )
     )
-    print(f"sweep start in-process (SweepCallback.on_multirun_start on a fresh store): {startup:.2f} s")
+    print(
+        f"sweep start in-process (run_sweep up to the launch: plan, store, settle, parent run): "
+        f"{starts['fresh']:.2f} s on a fresh store (1 job), {starts['measured']:.2f} s for the {n}-job sweep"
+    )
     print()
     print(verdict("run_overhead (ms per run)", overhead_ms, TARGET_MS, " ms", higher_is_better=False))
 
