@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 from lossbench.config import config_dir
 from lossbench.sweep.compose import JobComposer
 from lossbench.sweep.grid import expand, seed_groups, sweep_arguments
+from tests.conftest import run_cli
 
 
 def _plain(cfg):
@@ -275,3 +276,53 @@ def test_the_losses_experiment_sweeps_every_model_and_every_loss_without_a_list(
     assert pairs == {(m, loss) for m in MODELS for loss in available_losses()}
     assert len(grid) == len(MODELS) * len(available_losses()) * 3  # 3 seeds
     assert {job[1] for job in mine} == {f"loss={n}" for n in [*available_losses(), "my_loss"]}
+
+
+def _recorded(folder):
+    """Each child run of the smoke experiment in ``folder``'s store by fingerprint: its params, metrics
+    (fit times left out: they are measured) and tag names, with what differs between any two sweeps (ids,
+    process, folders, times) left out; and its artifact names."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("smoke")
+    runs = [r for r in client.search_runs([exp.experiment_id]) if "mlflow.parentRunId" in r.data.tags]
+    varying_tags = {"mlflow.parentRunId", "lossbench.pid", "lossbench.process_start", "lossbench.sweep_id"}
+    varying_params = {"hydra.sweep.dir", "hydra.run.dir"}
+    out = {}
+    for r in runs:
+        out[r.data.tags["lossbench.fingerprint"]] = (
+            {k: v for k, v in r.data.params.items() if k not in varying_params},
+            {k: v for k, v in r.data.metrics.items() if k != "train/fit_seconds"},
+            {k: v for k, v in r.data.tags.items() if k not in varying_tags and not k.startswith("mlflow.")},
+            sorted(a.path for a in client.list_artifacts(r.info.run_id)),
+        )
+    return out
+
+
+def test_the_plugin_launcher_records_what_hydras_basic_launcher_records(tmp_path):
+    """The same jobs under lossbench's launcher and under Hydra's stock basic launcher (lossbench's sweeper
+    in front of both): the same runs, params, metrics, tags and artifacts in MLflow, the same job folders and
+    the same .hydra/ files in them."""
+    grid = ["+experiment=smoke", "model=logreg"]
+    outcomes = {}
+    for name, extra in (("ours", []), ("basic", ["hydra/launcher=basic"])):
+        folder = tmp_path / name
+        folder.mkdir()
+        proc = run_cli([*grid, *extra], cwd=folder)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "lossbench: 8 finished, 0 resumed, 4 skipped (N/A), 0 failed" in proc.stderr
+        (sweep_dir,) = (folder / "experiments" / "smoke").iterdir()
+        hydra_files = {
+            str(p.relative_to(sweep_dir)): p.read_text().replace(str(sweep_dir), "<dir>")
+            for p in sorted(sweep_dir.glob("*/.hydra/*.yaml"))
+        }
+        outcomes[name] = (_recorded(folder), hydra_files)
+    ours, basic = outcomes["ours"], outcomes["basic"]
+    assert len(ours[0]) == 8 and ours[0] == basic[0]
+    assert len(ours[1]) == 8 * 3
+    for path, text in ours[1].items():
+        if path.endswith("hydra.yaml"):  # the launcher's own node differs, as chosen
+            continue
+        assert text == basic[1][path], path
+    assert set(ours[1]) == set(basic[1])
