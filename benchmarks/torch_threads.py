@@ -8,8 +8,10 @@ patience off so every fit runs the same epochs), at every thread count from 1 to
 use. It runs quiet and next to busy neighbours: other processes running torch matrix products at torch's
 default thread count (one per core), as other people's jobs do on a shared machine. Prints the fit seconds
 (``train/fit_seconds``: the training loop, not the imports) and their ratio to 1 thread under the same load,
-interleaved so a change in the machine's load hits every count alike. The verdict compares the count
-``train.threads=auto`` picks for one job with the fastest count measured, at the worst of the loads.
+interleaved so a change in the machine's load hits every count alike. At the end of each load, with the
+neighbours still running (the 1-minute load average has had the fits' time to follow them), a fresh process
+says what ``train.threads=auto`` picks for one job then; the verdict compares that count's fit seconds with
+the fastest count's, at the worst of the loads.
 """
 
 from __future__ import annotations
@@ -53,6 +55,13 @@ print(json.dumps({{"seconds": result.info["fit_seconds"], "threads": torch.get_n
     return float(got["seconds"])
 
 
+def _auto_now() -> int:
+    """What ``train.threads=auto`` picks for a single run started now (a fresh process reads the load)."""
+    code = "from lossbench.runtime import torch_threads; print(torch_threads('auto'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    return int(out.stdout.strip())
+
+
 def _neighbour(stop) -> None:
     import torch
 
@@ -76,16 +85,15 @@ def main() -> None:
     parser.add_argument("--busy", type=int, nargs="+", default=None, help="busy neighbours (0 and cores)")
     args = parser.parse_args()
 
-    from lossbench.runtime import cores, torch_threads
+    from lossbench.runtime import cores
 
     n_cores = cores()
     if args.quick:
         args.epochs, args.repeats, args.busy = 5, 1, args.busy or [0]
     busy_levels = args.busy if args.busy is not None else [0, n_cores]
     counts = sorted({1, *(n for n in (2, 4, 8, 16) if n <= n_cores), n_cores})
-    auto = torch_threads("auto", 1)
     print(machine_line())
-    print(f"{args.model} on {args.data}, {args.epochs} epochs, {n_cores} cores; threads=auto picks {auto}")
+    print(f"{args.model} on {args.data}, {args.epochs} epochs, {n_cores} cores")
     rows, worst = [], 0.0
     ctx = mp.get_context("spawn")
     for busy in busy_levels:
@@ -99,6 +107,7 @@ def main() -> None:
             for repeat in range(args.repeats):
                 for n in counts:
                     seconds[n].append(_fit(args.model, args.data, n, args.epochs, repeat))
+            auto = _auto_now()
         finally:
             stop.set()
             for p in neighbours:

@@ -36,11 +36,25 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+@cache
+def busy_cores() -> int:
+    """The cores other work keeps busy, read once per process when it first asks (before its own fits load
+    the machine): the 1-minute load average, rounded, at most :func:`cores`; 0 where the OS has none."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return 0
+    return min(cores(), max(0, round(load)))
+
+
 def torch_threads(setting, jobs_at_once: int = 1) -> int:
-    """torch's intra-op CPU threads for ``train.threads``: a number as given; ``auto`` shares the cores among
-    the jobs running at once on this machine (at least 1 each), so parallel jobs do not oversubscribe."""
+    """torch's intra-op CPU threads for ``train.threads``: a number as given; ``auto`` shares the cores that
+    are not busy (:func:`busy_cores`) among the jobs running at once on this machine, at least 1 each. torch's
+    threads slow down sharply when they compete for cores (a torch_mlp fit 3.1x slower at 2 threads than at 1
+    beside two busy processes on 2 cores, benchmarks/torch_threads.py), and lossbench's small nets gain little
+    from more threads on a quiet machine (1.07x slower at 2 than at 1 there)."""
     if setting is None or setting == "auto":
-        return max(1, cores() // max(1, int(jobs_at_once)))
+        return max(1, (cores() - busy_cores()) // max(1, int(jobs_at_once)))
     return int(setting)
 
 

@@ -66,7 +66,9 @@ def test_smoke_sweep_nests_children_under_one_parent_and_resumes_without_duplica
     assert ("logreg", "focal", "1.0", "0") not in grid and ("torch_mlp", "focal", "5.0", "1") in grid
     assert {r.data.params["data.name"] for r in children} == {"wine"}
     assert {r.data.params["train.epochs"] for r in children} == {"30"}
-    assert {r.data.params["train.threads"] for r in children} == {str(_cores())}  # auto, one job at a time
+    # auto, one job at a time: the cores other work does not keep busy, read once by the sweep's process
+    (threads,) = {r.data.params["train.threads"] for r in children}
+    assert 1 <= int(threads) <= _cores()
     # job folders under experiments/smoke/<timestamp>/<job>/, for the jobs that ran (N/A ones need none)
     sweep_dirs = list((tmp_path / "experiments" / "smoke").iterdir())
     assert len(sweep_dirs) == 1 and len(list(sweep_dirs[0].glob("*/lossbench_status.json"))) == SMOKE_FINISHED
@@ -96,7 +98,7 @@ def test_parallel_sweep_with_joblib_finishes_the_same_runs(tmp_path):
     assert len(parents) == 1 and len(children) == SMOKE_FINISHED
     assert all(r.info.status == "FINISHED" for r in children)
     # train.threads=auto shares the cores among joblib's 2 workers
-    assert {r.data.params["train.threads"] for r in children} == {str(max(1, _cores() // 2))}
+    assert {int(r.data.params["train.threads"]) for r in children} <= set(range(1, max(1, _cores() // 2) + 1))
 
 
 def test_the_lossbench_launcher_runs_jobs_on_worker_processes(tmp_path):
@@ -113,7 +115,7 @@ def test_the_lossbench_launcher_runs_jobs_on_worker_processes(tmp_path):
     events = sorted([(r.info.start_time, 1) for r in children] + [(r.info.end_time, -1) for r in children])
     running = [sum(step for _, step in events[: i + 1]) for i in range(len(events))]
     assert max(running) <= 2
-    assert {r.data.params["train.threads"] for r in children} == {str(max(1, _cores() // 2))}
+    assert {int(r.data.params["train.threads"]) for r in children} <= set(range(1, max(1, _cores() // 2) + 1))
     assert {r.data.tags["lossbench.pid"] for r in children}.isdisjoint(
         {parents[0].data.tags["lossbench.pid"]}
     )
