@@ -327,6 +327,11 @@ class Tracker:
 
         _reporting(write, done)()
 
+    def discard(self, run_id: str) -> None:
+        """Delete a run this tracker started (a claim given up), with what it still held to store."""
+        self._pending.pop(run_id, None)
+        self.client.delete_run(run_id)
+
     def fail(self, run_id: str, cfg: dict, error: BaseException, done: Callable | None = None) -> None:
         """Mark a run FAILED (KILLED for Ctrl-C) with the reason as a tag and the traceback as an artifact."""
         from mlflow.entities import RunTag

@@ -148,7 +148,7 @@ def _keep_claim(tracker, fp: str, run_id: str, label_: str) -> bool:
     others = [r for r in refs if r.run_id != run_id and (r.status == "FINISHED" or not is_gone(r.tags))]
     if not others:
         return True
-    tracker.client.delete_run(run_id)
+    tracker.discard(run_id)
     log.info("%s: run %s of a concurrent sweep holds this config too; backing off", label_, others[0].run_id)
     return False
 
