@@ -74,7 +74,7 @@ def readable(uri: str) -> Path | None:
         _REVISIONS[key] = found
     if found in TESTED_REVISIONS:
         return path
-    _warn_untested(str(path.resolve()), found)
+    _warn_untested(key, found)
     return None
 
 
