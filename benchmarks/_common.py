@@ -86,7 +86,13 @@ def run_sweep(
 ) -> Sweep:
     """Run ``python -m lossbench OVERRIDES`` in ``cwd`` exactly as a user would (a fresh process); ``env``
     adds variables to its environment."""
-    command = [sys.executable, "-m", "lossbench", *overrides]
+    return run_command([sys.executable, "-m", "lossbench", *overrides], cwd, timeout=timeout, env=env)
+
+
+def run_command(
+    command: list[str], cwd: Path, *, timeout: float | None = None, env: dict[str, str] | None = None
+) -> Sweep:
+    """``command`` in ``cwd`` as a fresh process, timed from just before it starts to its exit."""
     cwd.mkdir(parents=True, exist_ok=True)
     started = time.time()
     t0 = time.perf_counter()

@@ -38,10 +38,19 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from _common import Sweep, check_sweep, clean_env, machine_line, run_sweep, sqlite_uri, sweep_runs, table
+from _common import (
+    Sweep,
+    check_sweep,
+    clean_env,
+    machine_line,
+    run_command,
+    run_sweep,
+    sqlite_uri,
+    sweep_runs,
+    table,
+)
 
 TARGET = 2.5
 RATIOS = (
@@ -181,17 +190,6 @@ def write_peer(folder: Path, uri: str) -> Path:
     app = folder / "peer_app.py"
     app.write_text(PEER_APP.format(uri=uri, experiment=PEER_EXPERIMENT))
     return app
-
-
-def run_command(command: list[str], cwd: Path) -> Sweep:
-    """``command`` in ``cwd`` as a fresh process, timed like ``_common.run_sweep`` times lossbench."""
-    started = time.time()
-    t0 = time.perf_counter()
-    proc = subprocess.run(
-        command, cwd=cwd, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-    wall = time.perf_counter() - t0
-    return Sweep(command, wall, started, time.time(), proc.returncode, proc.stderr)
 
 
 def run_peer(folder: Path, seeds: int, ratios: list[int]) -> tuple[Sweep, list]:
