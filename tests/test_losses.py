@@ -82,6 +82,14 @@ def loss_of(name, logits=Z, target=Y, counts=None, **params):
         # k = 2, M = 3: 2 (1-3)^2 + 0 + 1 = 9 and 0 + 4 + 2 (0-3)^2 = 22.
         ("mse", {"rescale_k": 2, "rescale_m": 3}, (9 + 22) / 6),
         ("brier", {}, 0.8045408460882633),
+        # p_y = 0.66524..., 0.10650... (as for focal): 2 (1 - p_y) per row, and (1 - p_y^q) / q
+        ("mae", {}, (2 * (1 - 0.6652409557748219) + 2 * (1 - 0.10650697891920075)) / 2),
+        ("gce", {}, ((1 - 0.6652409557748219**0.7) / 0.7 + (1 - 0.10650697891920075**0.7) / 0.7) / 2),
+        (
+            "gce",
+            {"q": 0.25},
+            ((1 - 0.6652409557748219**0.25) / 0.25 + (1 - 0.10650697891920075**0.25) / 0.25) / 2,
+        ),
     ],
 )
 def test_hand_computed_values(name, params, expected):
@@ -209,6 +217,29 @@ def test_crammer_singer_equals_sklearn_hinge_loss():
 def test_mse_equals_torch_mse_loss_on_onehot():
     expected = F.mse_loss(ZR, onehot(YR)).item()
     assert loss_of("mse", ZR, YR) == pytest.approx(expected, rel=1e-12)
+
+
+def test_mae_is_the_l1_distance_of_probabilities_to_the_one_hot_target():
+    proba = F.softmax(ZR, dim=1)
+    expected = (proba - onehot(YR)).abs().sum(dim=1).mean().item()
+    assert loss_of("mae", ZR, YR) == pytest.approx(expected, rel=1e-12)
+
+
+def test_gce_spans_ce_and_mae():
+    # Zhang & Sabuncu 2018: q -> 0 is cross-entropy, q = 1 is 1 - p_y = MAE / 2
+    ce = nn.CrossEntropyLoss()(ZR, YR).item()
+    assert loss_of("gce", ZR, YR, q=1e-7) == pytest.approx(ce, rel=1e-5)
+    assert loss_of("gce", ZR, YR, q=1.0) == pytest.approx(loss_of("mae", ZR, YR) / 2, rel=1e-12)
+    # between the two, monotone in q (p_y^q grows with q for p_y < 1, so the loss falls)
+    values = [loss_of("gce", ZR, YR, q=q) for q in (0.1, 0.4, 0.7, 1.0)]
+    assert values == sorted(values, reverse=True) and values[0] < ce
+
+
+def test_gce_is_stable_for_huge_logits():
+    z = torch.tensor([[1e4, -1e4, 0.0], [-1e4, 1e4, 0.0]], dtype=torch.float32, requires_grad=True)
+    loss = build_loss("gce", num_classes=3)(z, torch.tensor([0, 0]))
+    loss.backward()
+    assert loss.item() == pytest.approx((0 + 1 / 0.7) / 2) and torch.isfinite(z.grad).all()
 
 
 def test_brier_equals_sklearn_multiclass_brier():
@@ -598,6 +629,8 @@ def test_a_bad_default_is_refused_at_registration(registry):
         ("ldam", "LDAMLoss"),
         ("logit_adjusted", "LogitAdjustedLoss"),
         ("mse", "SquareLoss"),
+        ("robust", "MAELoss"),
+        ("robust", "GeneralizedCrossEntropy"),
     ],
 )
 def test_loss_classes_defined_on_first_access_are_plain_module_classes(module, name):
