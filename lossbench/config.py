@@ -91,12 +91,21 @@ def flatten(node, prefix: str = "") -> dict[str, object]:
     return flat
 
 
+# What a run computes from its config changes with lossbench's code too. Raise this number in a change that
+# alters any logged value of an unchanged config: every fingerprint changes with it, so resume re-runs those
+# configs instead of keeping values computed the old way.
+# 2: LDAM's probabilities are softmax(scale z) (were softmax(z)): its probability metrics changed.
+COMPUTATION = 2
+
+
 def fingerprint(cfg) -> str:
-    """Stable hash of what a run computes (the resolved config minus where it is tracked)."""
+    """Stable hash of what a run computes: the resolved config minus where it is tracked, and
+    :data:`COMPUTATION`."""
     container = {k: v for k, v in to_container(cfg).items() if k not in NON_SEMANTIC_KEYS and k != "hydra"}
     for parent, key in NON_SEMANTIC_NESTED:
         if isinstance(container.get(parent), dict) and key in container[parent]:
             container[parent] = {k: v for k, v in container[parent].items() if k != key}
+    container["lossbench.computation"] = COMPUTATION
     blob = json.dumps(container, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -153,14 +153,14 @@ class TorchModel:
         return self.logits(X).argmax(1).astype(np.int64)
 
     def predict_proba(self, X) -> np.ndarray | None:
-        """softmax(logits), when the loss makes that a probability estimate; None for margin/square losses."""
-        from scipy.special import softmax
-
+        """The probabilities the loss trains (``LossSpec.probability``: softmax(z), LDAM softmax(scale z));
+        None for margin/square losses."""
         from lossbench.losses import LOSSES
 
-        if not LOSSES[self.ctx.loss["name"]].probabilistic:
+        spec = LOSSES[self.ctx.loss["name"]]
+        if not spec.probabilistic:
             return None
-        return softmax(self.logits(X).astype(np.float64), axis=1)
+        return spec.probability(self.logits(X), {k: v for k, v in self.ctx.loss.items() if k != "name"})
 
 
 def _sklearn_loss_wrapping(ctx: Context) -> dict:

@@ -242,6 +242,20 @@ def test_gce_is_stable_for_huge_logits():
     assert loss.item() == pytest.approx((0 + 1 / 0.7) / 2) and torch.isfinite(z.grad).all()
 
 
+def test_each_loss_owns_its_map_from_logits_to_probabilities():
+    z = ZR.numpy()
+    softmax = np.exp(z - z.max(1, keepdims=True))
+    softmax /= softmax.sum(1, keepdims=True)
+    assert np.allclose(LOSSES["ce"].probability(z), softmax, rtol=1e-12)
+    # LDAM trains softmax(scale (z - margin)); its model's probabilities are softmax(scale z), not softmax(z)
+    scaled = np.exp(30 * z - (30 * z).max(1, keepdims=True))
+    scaled /= scaled.sum(1, keepdims=True)
+    assert np.allclose(LOSSES["ldam"].probability(z), scaled, rtol=1e-12)  # default scale 30
+    assert np.allclose(LOSSES["ldam"].probability(z, {"scale": 1.0}), softmax, rtol=1e-12)
+    assert LOSSES["hinge"].probability(z) is None and LOSSES["mse"].probability(z) is None
+    assert np.allclose(LOSSES["ldam"].probability(z).sum(1), 1.0)
+
+
 def test_brier_equals_sklearn_multiclass_brier():
     proba = F.softmax(ZR, dim=1).numpy()
     expected = brier_score_loss(YR.numpy(), proba, labels=np.arange(C))

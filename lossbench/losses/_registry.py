@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from ._validation import InvalidLossParameterError, check_class_counts, check_num_classes, check_param
 
 if TYPE_CHECKING:
-    import numpy as np
     from torch import nn
 
 __all__ = [
@@ -36,6 +37,13 @@ __all__ = [
     "register_loss",
     "validate_loss_params",
 ]
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of float64 logits ``[N, C]``, stable for large values."""
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
 
 _REGISTRY: dict[str, LossSpec] = {}
 LOSSES: Mapping[str, LossSpec] = MappingProxyType(_REGISTRY)
@@ -52,8 +60,10 @@ class LossSpec:
     params : parameter name -> default (the keys of ``conf/loss/<name>.yaml`` besides ``name``).
     needs_class_counts : True when ``build_loss`` with the *default* params needs ``class_counts``
         (``requires_class_counts(params)`` answers for given params, e.g. weighted_ce with explicit weights).
-    probabilistic : True when ``softmax(logits)`` is the model's probability estimate under this loss.
+    probabilistic : True when the loss makes its model a probability estimator (see ``probability``).
     factory : ``factory(num_classes=..., class_counts=..., **params) -> nn.Module``; it imports torch.
+    to_proba : ``to_proba(logits, params) -> proba`` in NumPy, the distribution the loss trains its model's
+        logits towards (softmax(z) by default; LDAM: softmax(scale z)). Use :meth:`probability`.
     """
 
     name: str
@@ -64,6 +74,19 @@ class LossSpec:
     factory: Callable[..., nn.Module] = field(repr=False)
     constraints: Mapping[str, tuple[Any, ...]] = field(repr=False)
     counts_rule: Callable[[Mapping[str, Any]], bool] = field(repr=False, compare=False)
+    to_proba: Callable[[np.ndarray, Mapping[str, Any]], np.ndarray] | None = field(
+        default=None, repr=False, compare=False
+    )
+
+    def probability(self, logits: np.ndarray, params: Mapping[str, Any] | None = None) -> np.ndarray | None:
+        """The model's class probabilities from its logits ``[N, C]`` under this loss (float64 rows summing to
+        one), with the loss's params (defaults filled in); None for a loss that gives no probabilities
+        (margin and square losses)."""
+        if not self.probabilistic:
+            return None
+        z = np.asarray(logits, dtype=np.float64)
+        full = {**self.params, **(params or {})}
+        return softmax(z) if self.to_proba is None else self.to_proba(z, full)
 
     def requires_class_counts(self, params: Mapping[str, Any]) -> bool:
         """Whether ``build_loss`` needs ``class_counts`` with these (validated, defaults-filled) params."""
@@ -81,12 +104,15 @@ def register_loss(
     params: Mapping[str, tuple[Any, Sequence[Any]]],
     probabilistic: bool,
     needs_class_counts: bool | Callable[[Mapping[str, Any]], bool] = False,
+    to_proba: Callable[[np.ndarray, Mapping[str, Any]], np.ndarray] | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Register ``factory(num_classes=..., class_counts=..., **params) -> nn.Module`` under ``name``.
 
     ``params`` maps each parameter to ``(default, constraints)``; a value is valid when it satisfies any
     constraint (see ``_validation``), and each default is checked here. ``needs_class_counts`` may be a
-    function of the validated params. Runs when the loss module is imported, so it must not need torch.
+    function of the validated params. ``to_proba(logits, params)`` (NumPy) maps logits to the probabilities
+    the loss trains, when that is not softmax(logits) (see :class:`LossSpec`). Runs when the loss module is
+    imported, so it must not need torch.
     """
     rule = needs_class_counts if callable(needs_class_counts) else (lambda _p, _v=needs_class_counts: _v)
     constraints = {p: tuple(c) for p, (_, c) in params.items()}
@@ -107,6 +133,7 @@ def register_loss(
             factory=factory,
             constraints=MappingProxyType(constraints),
             counts_rule=rule,
+            to_proba=to_proba,
         )
         return factory
 

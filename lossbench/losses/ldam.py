@@ -4,6 +4,9 @@ Label-Distribution-Aware Margin Loss").
     Delta_k = max_margin * n_k^(-1/4) / max_j n_j^(-1/4)          (rarest class gets max_margin)
     loss    = CE(scale * (z - Delta_y e_y), y [, weight=w_DRW])
 
+Probabilities: the loss trains softmax(scale (z - Delta_y e_y)); the margin is a training-time offset only, so
+the model's probabilities are softmax(scale z) (``LOSSES["ldam"].probability``), not softmax(z).
+
 ``scale`` = 30 follows the paper, whose logits are cosines in [-1, 1] (normalised features and weights); with
 unnormalised logits ``scale = 1`` is the natural choice. Deferred re-weighting (DRW): with ``drw_start = f``,
 from epoch ``floor(f * num_epochs)`` (0-based) on, the CE uses class-balanced weights with beta = 0.9999
@@ -22,7 +25,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ._lazy import defined_on_first_access
-from ._registry import register_loss
+from ._registry import register_loss, softmax
 from ._validation import NoneValue, Real
 from .class_balanced import class_balanced_weights
 from .cross_entropy import cross_entropy
@@ -134,6 +137,7 @@ __getattr__ = defined_on_first_access(__name__, _torch_classes, "LDAMLoss")
     },
     probabilistic=True,
     needs_class_counts=True,
+    to_proba=lambda z, params: softmax(params["scale"] * z),
 )
 def _build_ldam(
     *,
