@@ -275,7 +275,7 @@ def fit_ensemble(
     from torch.func import functional_call, stack_module_state, vmap
 
     from lossbench.fitted import TrainResult
-    from lossbench.train import NonFiniteLossError, _optimizer, use_threads, weight_penalty
+    from lossbench.train import EpochProgress, NonFiniteLossError, _optimizer, use_threads, weight_penalty
 
     start = time.perf_counter()
     K = len(models)
@@ -328,6 +328,7 @@ def fit_ensemble(
     best_epoch, epochs_run = [0] * K, [0] * K
     best = {name: p.detach().clone() for name, p in params.items()}  # indexed by member
     failures: dict[int, BaseException] = {}
+    progress = EpochProgress(epochs, f"ensemble of {K} seeds (means)")  # the members still training
     alive = list(range(K))  # the member of each stacked row
     n = len(train[0][1])
     support = torch.zeros(K, C, dtype=torch.long, device=device).scatter_add_(1, yv, torch.ones_like(yv))
@@ -364,7 +365,7 @@ def fit_ensemble(
             # one sync for all members: losses (float32 values, exact in float64) and integer hit counts
             stats = torch.cat([torch.stack([total / n, val_losses], 1).double(), hits.double()], 1).tolist()
 
-            keep, improved = [], []
+            keep, improved, epoch_losses, epoch_baccs = [], [], [], []
             for r, (k, (train_loss, val_loss, *member_hits)) in enumerate(zip(alive, stats, strict=True)):
                 epochs_run[k] = epoch + 1
                 val_bacc = _balanced_accuracy_of(member_hits, support_host[k])
@@ -377,6 +378,8 @@ def fit_ensemble(
                 curves[k]["train_loss"].append(train_loss)
                 curves[k]["val_loss"].append(val_loss)
                 curves[k]["val_balanced_accuracy"].append(val_bacc)
+                epoch_losses.append(train_loss)
+                epoch_baccs.append(val_bacc)
                 score = val_bacc if maximise else val_loss
                 previous = best_score[k]
                 if previous is None or (score > previous if maximise else score < previous):
@@ -385,6 +388,9 @@ def fit_ensemble(
                 if patience is not None and epoch - best_epoch[k] >= int(patience):
                     continue
                 keep.append(r)
+            if epoch_losses:
+                n_alive = len(epoch_losses)
+                progress.update(epoch, sum(epoch_losses) / n_alive, sum(epoch_baccs) / n_alive)
             if improved:
                 index = torch.tensor(improved, device=device)
                 members = torch.tensor([alive[r] for r in improved], device=device)
@@ -399,6 +405,7 @@ def fit_ensemble(
                 Xt, yt, Xv, yv, support = Xt[index], yt[index], Xv[index], yv[index], support[index]
                 alive = [alive[r] for r in keep]
 
+    progress.close()
     share = (time.perf_counter() - start) / K
     out: list = []
     for k, net in enumerate(nets):

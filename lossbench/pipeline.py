@@ -213,18 +213,26 @@ def result(p: Prepared, model, fit, **info) -> RunResult:
     )
 
 
+def counts_text(names: list[str], counts: list[int]) -> str:
+    """``class_0: 35, class_1: 42, class_2: 29``; past 12 classes the first 6 and last 3, with the number."""
+    pairs = [f"{name}: {n}" for name, n in zip(names, counts, strict=True)]
+    if len(pairs) > 12:
+        return f"{', '.join(pairs[:6])}, ..., {', '.join(pairs[-3:])} ({len(pairs)} classes)"
+    return ", ".join(pairs)
+
+
 def execute(p: Prepared) -> RunResult:
     """Fit the model on the prepared training split and evaluate it on the val and test splits."""
-    c, counts = p.cfg, p.class_counts["fit"]
+    c, counts, names = p.cfg, p.class_counts["fit"], p.dataset.class_names
     log.info(
         "data=%s model=%s loss=%s  training counts per class %s%s",
         p.dataset.name,
         c["model"]["name"],
         c["loss"]["name"],
-        p.class_counts["train"],
+        counts_text(names, p.class_counts["train"]),
         ""
         if counts == p.class_counts["train"]
-        else f", fitted on {counts} after rebalance={c['rebalance']['name']}",
+        else f"; fitted on {counts_text(names, counts)} after rebalance={c['rebalance']['name']}",
     )
     model = build(p)
     fit = model.fit(p.X_fit, p.y_fit, p.X_val, p.y_val)

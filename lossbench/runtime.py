@@ -5,7 +5,25 @@ from __future__ import annotations
 
 import os
 import socket
+from contextlib import contextmanager
 from functools import cache
+
+_JOB_LABEL = {"text": ""}
+
+
+@contextmanager
+def progress_label(text: str):
+    """Name the job whose fits run inside (a sweep job's ``[k/N]``): their epoch lines and bar start with it
+    (:class:`lossbench.train.EpochProgress`), so the lines of a pool's jobs can be told apart."""
+    saved, _JOB_LABEL["text"] = _JOB_LABEL["text"], text
+    try:
+        yield
+    finally:
+        _JOB_LABEL["text"] = saved
+
+
+def job_label() -> str:
+    return _JOB_LABEL["text"]
 
 
 def _start_ticks(pid: int) -> str | None:

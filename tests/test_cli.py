@@ -156,7 +156,7 @@ def test_unknown_option_lists_the_available_ones(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "lossbench: error: loss='nope' is invalid: no such option; the options of loss are brier, ce, "
-        "class_balanced, focal, hinge, label_smoothing, ldam, logit_adjusted, mse, squared_hinge, "
+        "class_balanced, focal, gce, hinge, label_smoothing, ldam, logit_adjusted, mae, mse, squared_hinge, "
         "weighted_ce."
     ]
     assert list(tmp_path.iterdir()) == []

@@ -12,6 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import run_cli
+from tests.test_progress import check_progress
 
 SMOKE_FINISHED, SMOKE_NA = 20, 4  # 2 models x 3 losses x 2 ratios x 2 seeds; focal on logreg is N/A
 
@@ -105,6 +106,7 @@ def test_the_lossbench_launcher_runs_jobs_on_worker_processes(tmp_path):
     proc = run_cli(["+experiment=smoke", "hydra.launcher.n_jobs=2"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"running {SMOKE_FINISHED} jobs on 2 worker processes" in proc.stdout + proc.stderr
+    check_progress(proc.stdout, SMOKE_FINISHED)  # elapsed and ETA right with jobs completing out of order
     _, parents, children = _store(tmp_path)
     assert len(parents) == 1 and len(children) == SMOKE_FINISHED
     assert all(r.info.status == "FINISHED" for r in children)

@@ -25,7 +25,85 @@ log = logging.getLogger("lossbench")
 
 SWEEP_FILE = "lossbench_sweep.json"
 STATUS_FILE = "lossbench_status.json"
+PROGRESS_FILE = "lossbench_progress.log"
 STATUSES = ("finished", "resumed", "skipped", "failed", "claimed")
+
+
+def clock(seconds: float) -> str:
+    """``m:ss``, or ``h:mm:ss`` from an hour on."""
+    s = max(0, round(seconds))
+    h, m = divmod(s // 60, 60)
+    return f"{h}:{m:02d}:{s % 60:02d}" if h else f"{m}:{s % 60:02d}"
+
+
+class Progress:
+    """The sweep's elapsed time and ETA, as a job's ``finished`` / ``failed`` / ``resumed`` line shows them.
+
+    Design: each job computes them itself, in whatever process or machine runs it, from what every job
+    shares, the sweep folder. When a job is done it appends one line to the sweep's ledger
+    (``lossbench_progress.log``: ``t`` for a job that trained, ``s`` for one settled without training
+    (resumed, claimed by a concurrent sweep, failed before training), with its start time and seconds), in
+    one ``O_APPEND`` write (whole lines, never interleaved, with any number of writers), then reads the
+    ledger back: ~0.1 ms a job. So it is right under any launcher, in-process, on a pool where jobs complete
+    out of order, or as separate processes (submitit), without the launching process seeing each completion.
+
+    - elapsed: now - ``info["started"]`` (the launching process's wall clock when it launched the jobs);
+    - ETA: the jobs not done yet x the wall time a trained job costs the sweep, from trained jobs only (N/A
+      jobs are not in the launched total; resumed ones take ~0 s and are counted done but not in the rate).
+      That cost is throughput, (now - the earliest start in the ledger) / jobs trained, once at least
+      ``info["workers"]`` jobs trained (with W workers the first W complete close together); before that,
+      and with a pool of known size, the mean trained duration / W. After the last job it is 0:00.
+    """
+
+    def __init__(self, info: dict, started: float | None = None) -> None:
+        import time
+
+        self.info = info
+        self.started = time.time() if started is None else started
+
+    def done(self, trained: bool, seconds: float | None = None) -> str:
+        """Record this job as done; the text to append to its line (empty when the sweep has no ledger)."""
+        import os
+        import time
+
+        folder = self.info.get("dir")
+        if not folder:
+            return ""
+        now = time.time()
+        took = now - self.started if seconds is None else seconds
+        path = os.path.join(folder, PROGRESS_FILE)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, f"{'t' if trained else 's'} {self.started:.3f} {took:.3f}\n".encode())
+            finally:
+                os.close(fd)
+            with open(path, encoding="ascii") as f:
+                ledger = [line.split() for line in f.read().splitlines()]
+        except (OSError, ValueError):
+            return ""
+        return " · " + eta_text(ledger, now, self.info)
+
+
+def eta_text(ledger: list[list[str]], now: float, info: dict) -> str:
+    """``12/24 done, 0:41 elapsed, ETA 2:05`` from the ledger's lines (see :class:`Progress`)."""
+    total = int(info.get("total", 0))
+    rows = [(kind, float(start), float(took)) for kind, start, took in (r for r in ledger if len(r) == 3)]
+    done = len(rows)
+    remaining = max(total - done, 0)
+    elapsed = now - float(info.get("started", now))
+    trained = [(start, took) for kind, start, took in rows if kind == "t"]
+    workers = int(info.get("workers") or 0)
+    if remaining == 0:
+        eta = "0:00"
+    elif not trained:
+        eta = "?"
+    elif workers and len(trained) < workers:
+        eta = clock(remaining * sum(t for _, t in trained) / len(trained) / min(workers, remaining))
+    else:
+        first = min(start for start, _ in trained)
+        eta = clock(remaining * max(now - first, 0.0) / len(trained))
+    return f"{min(done, total)}/{total} done, {clock(elapsed)} elapsed, ETA {eta}"
 
 
 def read_sweep(sweep_dir: str | Path) -> dict | None:
@@ -110,9 +188,11 @@ class _Started:
     run_id: str
     tracker: object
     write: Callable
+    progress: Progress
+    seconds: float | None = None  # this job's share of the training time, when it trained with others
 
 
-def _claim(tracker, fp: str, label_: str, write: Callable) -> bool:
+def _claim(tracker, fp: str, label_: str, write: Callable, progress: Progress) -> bool:
     """False (and the status written) when the config is FINISHED already or a live run of another sweep
     holds it; RUNNING runs whose process is gone are marked KILLED on the way."""
     from lossbench.runtime import is_gone
@@ -122,13 +202,18 @@ def _claim(tracker, fp: str, label_: str, write: Callable) -> bool:
         log.warning("%s: run %s was left RUNNING by a process that is gone: marked KILLED", label_, run_id)
     done = [r for r in refs if r.status == "FINISHED"]
     if done:
-        log.info("%s resumed: already FINISHED as run %s", label_, done[-1].run_id)
         write("resumed", run_id=done[-1].run_id)
+        log.info("%s resumed: already FINISHED as run %s%s", label_, done[-1].run_id, progress.done(False))
         return False
     live = [r for r in refs if r.status == "RUNNING" and not is_gone(r.tags)]
     if live:
-        log.info("%s: run %s of a concurrent sweep is training this config", label_, live[0].run_id)
         write("claimed", run_id=live[0].run_id)
+        log.info(
+            "%s: run %s of a concurrent sweep is training this config%s",
+            label_,
+            live[0].run_id,
+            progress.done(False),
+        )
         return False
     return True
 
@@ -163,6 +248,7 @@ def _start_job(c: dict, job_dir, num: int, info: dict) -> _Started | None:
     from lossbench.pipeline import prepare
     from lossbench.tracking import TAG_SWEEP_ID
 
+    progress = Progress(info)
     label_ = label(c, num, info["total"])
     fp = fingerprint(c)
     write = partial(write_status, job_dir, fingerprint=fp, job=job_description(c))
@@ -170,7 +256,7 @@ def _start_job(c: dict, job_dir, num: int, info: dict) -> _Started | None:
     try:
         tracker = _tracker(info["uri"], info["experiment"])
         for attempt in range(_CLAIM_ATTEMPTS):
-            if claims and not _claim(tracker, fp, label_, write):
+            if claims and not _claim(tracker, fp, label_, write, progress):
                 return None
             if attempt == 0:
                 log.info("%s running", label_)
@@ -178,12 +264,12 @@ def _start_job(c: dict, job_dir, num: int, info: dict) -> _Started | None:
             tags = {TAG_SWEEP_ID: info["id"]}
             run_id = tracker.start(c, parent_run_id=info["parent_run_id"], extra_tags=tags)
             if not claims or _keep_claim(tracker, fp, run_id, label_):
-                return _Started(num, label_, prepared, run_id, tracker, write)
+                return _Started(num, label_, prepared, run_id, tracker, write, progress)
             time.sleep(random.uniform(0.05, 0.5) * (attempt + 1))
         raise RuntimeError(f"another sweep kept claiming this config ({_CLAIM_ATTEMPTS} tries)")
     except Exception as e:  # before any run exists: recorded in the job folder, and the sweep goes on
-        log.error("%s failed before training: %s: %s", label_, type(e).__name__, e)
         write("failed", reason=f"{type(e).__name__}: {e}")
+        log.error("%s failed before training: %s: %s%s", label_, type(e).__name__, e, progress.done(False))
         return None
 
 
@@ -207,12 +293,14 @@ def _end_job(job: _Started, outcome) -> float | None:
 
     cfg = job.prepared.cfg
     if failed:
-        log.error("%s FAILED (run %s): %s", job.label, job.run_id, reason["reason"])
+        done = job.progress.done(True, job.seconds)
+        log.error("%s FAILED (run %s): %s%s", job.label, job.run_id, reason["reason"], done)
         with suppress(Exception):  # a failed write is in its status file (``recorded``); the sweep goes on
             job.tracker.fail(job.run_id, cfg, outcome, done=partial(recorded, "failed"))
         return None
     score = outcome.metrics["test/balanced_accuracy"]
-    log.info("%s finished: test balanced accuracy %.4f (run %s)", job.label, score, job.run_id)
+    done = job.progress.done(True, job.seconds)
+    log.info("%s finished: test balanced accuracy %.4f (run %s)%s", job.label, score, job.run_id, done)
     try:
         job.tracker.finish(job.run_id, cfg, outcome, done=partial(recorded, "finished"))
     except Exception:  # recorded in its status file by ``recorded``; the sweep goes on
@@ -228,6 +316,7 @@ def run_job(c: dict, hydra_cfg, info: dict) -> float | None:
     to do are one vectorised ensemble (:func:`lossbench.ensemble.execute_seeds`). The others return at once;
     the leader writes their status files. A job's MLflow writes are done when it returns."""
     from lossbench.pipeline import execute
+    from lossbench.runtime import progress_label
 
     num = int(hydra_cfg.job.num)
     leader = info.get("seed_leaders", {}).get(str(num))
@@ -240,7 +329,8 @@ def run_job(c: dict, hydra_cfg, info: dict) -> float | None:
     if job is None:
         return None
     try:
-        result = execute(job.prepared)
+        with progress_label(f"[{num + 1}/{info['total']}]"):
+            result = execute(job.prepared)
     except Exception as e:
         return _end_job(job, e)
     return _end_job(job, result)
@@ -248,8 +338,12 @@ def run_job(c: dict, hydra_cfg, info: dict) -> float | None:
 
 def _run_seed_group(c: dict, hydra_cfg, info: dict, group: list[list[int]]) -> float | None:
     """The leader's work: start every job of the group, train those left as one ensemble, record each."""
-    from lossbench.ensemble import execute_seeds
+    import time
 
+    from lossbench.ensemble import execute_seeds
+    from lossbench.runtime import progress_label
+
+    began = time.time()
     sweep_dir = Path(hydra_cfg.sweep.dir)
     started = []
     for num, seed in group:
@@ -259,8 +353,12 @@ def _run_seed_group(c: dict, hydra_cfg, info: dict, group: list[list[int]]) -> f
     if not started:
         return None
     try:
-        outcomes = execute_seeds([job.prepared for job in started], return_exceptions=True)
+        with progress_label(f"[{int(hydra_cfg.job.num) + 1}/{info['total']}]"):
+            outcomes = execute_seeds([job.prepared for job in started], return_exceptions=True)
     except Exception as e:  # the ensemble's own bug: every run it held is FAILED with the reason
         outcomes = [e] * len(started)
+    share = (time.time() - began) / len(started)  # each member's part of the group's time, for the ETA
+    for job in started:
+        job.progress.started, job.seconds = began, share
     scores = {job.num: _end_job(job, outcome) for job, outcome in zip(started, outcomes, strict=True)}
     return scores.get(int(hydra_cfg.job.num))

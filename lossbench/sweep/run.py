@@ -171,6 +171,10 @@ def run_sweep(sweeper, arguments: list[str]):
         "id": sweep_id,
         "seed_groups": groups,  # leader job number -> [[job number, seed], ...]
         "seed_leaders": {str(num): int(lead) for lead, group in groups.items() for num, _ in group},
+        # for the jobs' elapsed time and ETA (lossbench.sweep.jobs.Progress)
+        "dir": str(folder.resolve()),
+        "workers": _concurrency(config, launcher, len(to_run)),
+        "started": time.time(),
     }
     (folder / "lossbench_sweep.json").write_text(json.dumps(info))
     na, resumed = checked.settled("skipped"), checked.settled("resumed")
@@ -208,6 +212,47 @@ def run_sweep(sweeper, arguments: list[str]):
     return returns
 
 
+def _concurrency(config, launcher, jobs: int) -> int | None:
+    """How many jobs run at once: lossbench's launcher and Hydra's joblib launcher say (``n_jobs``); None
+    for any other (submitit: the scheduler decides)."""
+    from lossbench.sweep.launch import workers
+
+    target = str(config.hydra.launcher.get("_target_", ""))
+    if not (hasattr(launcher, "runs_in_process") or "hydra_joblib_launcher" in target):
+        return None
+    try:
+        return max(1, min(workers(config.hydra.launcher.get("n_jobs", 1)), jobs))
+    except (ConfigError, TypeError, ValueError):
+        return None
+
+
+def browse_hint(uri: str, experiment_id: str) -> str:
+    """Where a person sees the runs: MLflow 3's UI opens an experiment on its GenAI overview, so the link goes
+    to the runs table of the "Model training" view (README: Browsing in the MLflow UI)."""
+    page = f"#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    if uri.startswith(("http://", "https://")):
+        return f"{uri.rstrip('/')}/{page}"
+    here = uri in (f"sqlite:///{Path.cwd() / 'mlflow.db'}", "sqlite:///mlflow.db")
+    command = "mlflow ui" if here else f"mlflow ui --backend-store-uri {uri}"
+    return f"`{command}`, then http://127.0.0.1:5000/{page}"
+
+
+def say(line: str) -> None:
+    """A result line for the person who ran the sweep: on stdout (so ``> log.txt`` keeps it), and on stderr
+    too when stderr is somewhere else (the terminal of someone who sent stdout to a file). Once where both
+    are the same file or terminal."""
+    import os
+
+    print(line, flush=True)
+    try:
+        out, err = os.fstat(sys.stdout.fileno()), os.fstat(sys.stderr.fileno())
+        same = (out.st_dev, out.st_ino) == (err.st_dev, err.st_ino)
+    except (AttributeError, OSError, ValueError):  # streams replaced by objects without a file
+        same = False
+    if not same:
+        print(line, file=sys.stderr, flush=True)
+
+
 def _parallel(config) -> bool:
     n_jobs = config.hydra.launcher.get("n_jobs", 1)
     return n_jobs is None or int(n_jobs) != 1
@@ -223,14 +268,9 @@ def _close(tracker, parent: str, folder: Path, settled: list[dict], launched: in
     missing = max(launched - len(reported), 0)
     tracker.finish_parent(parent, counts, statuses, missing=missing, **final)
     line = summary_line(counts) + (f", {missing} did not report" if missing else "")
-    log.info("sweep done: %s", line)
-    log.info(
-        "MLflow: experiment '%s' at %s (browse: mlflow ui); job folders: %s",
-        tracker.experiment,
-        tracker.uri,
-        folder,
-    )
-    print(f"lossbench: {line}", file=sys.stderr)
+    log.info("MLflow: experiment '%s' at %s; job folders: %s", tracker.experiment, tracker.uri, folder)
+    log.info("browse the runs: %s", browse_hint(tracker.uri, tracker.experiment_id))
+    say(f"lossbench: {line}")  # not logged as well: once on stdout
     return counts, missing
 
 
@@ -263,6 +303,5 @@ def _report(checked, tracker, parent: str, sweep_id: str) -> bool:
         return False
     from lossbench.paths import shown
 
-    log.info("report: %s (also attached to the sweep's parent run under report/)", shown(index))
-    print(f"lossbench: report written to {shown(index)}", file=sys.stderr)
+    say(f"lossbench: report written to {shown(index)} (also on the sweep's parent run, under report/)")
     return True
