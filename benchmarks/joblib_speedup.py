@@ -117,7 +117,13 @@ def main() -> None:
     threads = [] if args.threads is None else [f"train.threads={args.threads}"]
     if args.model == "torch_mlp":
         epochs = args.epochs or (20 if args.quick else 120)  # 60 gave fits under 1 s on a faster VM
-        model = ["model=torch_mlp", "train.patience=null", f"train.epochs={epochs}", *threads]
+        model = [
+            "model=torch_mlp",
+            "train.patience=null",
+            "train.min_steps=0",
+            f"train.epochs={epochs}",
+            *threads,
+        ]
         work = f"{epochs} epochs each"
     else:
         epochs = args.epochs or (60 if args.quick else None)

@@ -166,6 +166,7 @@ def main() -> None:
         "imbalance.ratio=1",
         "train.patience=null",
         f"train.epochs={epochs}",
+        "train.min_steps=0",
         f"train.batch_size={args.batch_size}",
         f"train.device={args.device}",
         "seed=0",

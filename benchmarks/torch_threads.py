@@ -37,7 +37,7 @@ from omegaconf import OmegaConf
 from lossbench.config import config_dir
 from lossbench.pipeline import run
 overrides = ["model={model}", "data={data}", "loss=ce", "imbalance.ratio=10", "seed={seed}",
-             "train.threads={threads}", "train.epochs={epochs}", "train.patience=null"]
+             "train.threads={threads}", "train.epochs={epochs}", "train.min_steps=0", "train.patience=null"]
 with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
     cfg = OmegaConf.to_container(compose(config_name="config", overrides=overrides), resolve=True)
 import torch

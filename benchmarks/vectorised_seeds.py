@@ -126,6 +126,7 @@ def main() -> None:
         f"loss={args.loss}",
         "imbalance.ratio=10",
         f"train.epochs={epochs}",
+        "train.min_steps=0",
         f"train.device={args.device}",
     ]
     datasets = {"digits": ["data=digits"]}
@@ -142,7 +143,7 @@ def main() -> None:
     print(machine_line())
     print(f"settings: {' '.join(common)}, torch threads {torch.get_num_threads()}")
 
-    warm = prepare_seeds([*datasets["digits"], *common, "train.epochs=1"], 2)
+    warm = prepare_seeds([*datasets["digits"], *common, "train.epochs=1", "train.min_steps=0"], 2)
     sequential(warm)
     vectorised(warm)
 

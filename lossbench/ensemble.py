@@ -275,7 +275,14 @@ def fit_ensemble(
     from torch.func import functional_call, stack_module_state, vmap
 
     from lossbench.fitted import TrainResult
-    from lossbench.train import EpochProgress, NonFiniteLossError, _optimizer, use_threads, weight_penalty
+    from lossbench.train import (
+        EpochProgress,
+        NonFiniteLossError,
+        Schedule,
+        _optimizer,
+        use_threads,
+        weight_penalty,
+    )
 
     start = time.perf_counter()
     K = len(models)
@@ -318,8 +325,9 @@ def fit_ensemble(
     yv = torch.as_tensor(np.stack([y for _, y in val]), device=device)
     optimizer = _optimizer(list(params.values()), train_cfg)
     generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
-    epochs, batch_size = int(train_cfg["epochs"]), int(train_cfg["batch_size"])
-    patience = train_cfg.get("patience")
+    batch_size = int(train_cfg["batch_size"])
+    schedule = Schedule(train_cfg, len(train[0][1]), base_loss)  # the members' splits have one size
+    epochs = schedule.epochs
     maximise = train_cfg.get("monitor", "val_loss") == "val_balanced_accuracy"
     on_epoch_start = getattr(base_loss, "on_epoch_start", None)
 
@@ -381,11 +389,11 @@ def fit_ensemble(
                 epoch_losses.append(train_loss)
                 epoch_baccs.append(val_bacc)
                 score = val_bacc if maximise else val_loss
-                previous = best_score[k]
+                previous = None if schedule.restarts_selection(epoch) else best_score[k]
                 if previous is None or (score > previous if maximise else score < previous):
                     best_score[k], best_epoch[k] = score, epoch
                     improved.append(r)
-                if patience is not None and epoch - best_epoch[k] >= int(patience):
+                if schedule.should_stop(epoch, best_epoch[k]):
                     continue
                 keep.append(r)
             if epoch_losses:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import os
 import sys
 import time
@@ -28,6 +29,43 @@ log = logging.getLogger("lossbench")
 
 PROGRESS_ENV = "LOSSBENCH_PROGRESS_SECONDS"  # seconds between epoch log lines when no bar is shown
 _DEFAULT_PROGRESS_SECONDS = 10.0
+
+
+class Schedule:
+    """How long a torch fit trains and when early stopping may stop it, from ``train.*`` and the data size.
+
+    - planned epochs ``E = max(train.epochs, ceil(train.min_steps / steps_per_epoch))``: a step budget that
+      scales with the data (a 60-row table at batch 64 takes 1 optimiser step an epoch; 100 epochs would be
+      100 steps);
+    - early stopping (``train.patience`` epochs without improvement of ``train.monitor``) may stop only after
+      ``ceil(train.warmup * E)`` epochs, so a run cannot end on its initial plateau;
+    - a loss with a second phase (LDAM's deferred re-weighting, ``loss.drw_start``: its ``drw_epoch(E)``) has
+      the best epoch chosen from that phase on, and early stopping waits until the phase has run
+      ``train.patience`` epochs: DRW always happens within the epochs run.
+    """
+
+    def __init__(self, train_cfg: Mapping, n_train: int, loss_fn=None) -> None:
+        batch = int(train_cfg["batch_size"])
+        steps_per_epoch = max(1, -(-int(n_train) // batch))
+        min_steps = int(train_cfg.get("min_steps") or 0)
+        self.epochs = max(int(train_cfg["epochs"]), -(-min_steps // steps_per_epoch))
+        patience = train_cfg.get("patience")
+        self.patience = None if patience is None else int(patience)
+        self.warmup = math.ceil(float(train_cfg.get("warmup") or 0.0) * self.epochs)
+        phase = getattr(loss_fn, "drw_epoch", None)
+        self.phase = phase(self.epochs) if callable(phase) else None
+
+    def restarts_selection(self, epoch: int) -> bool:
+        """True at the (0-based) epoch that begins the loss's second phase: the best so far is reset."""
+        return self.phase is not None and epoch == self.phase and epoch > 0
+
+    def should_stop(self, epoch: int, best_epoch: int) -> bool:
+        """After epoch ``epoch`` (0-based) with the best at ``best_epoch``: stop early?"""
+        if self.patience is None or epoch + 1 < self.warmup:
+            return False
+        if self.phase is not None and epoch < self.phase + self.patience:
+            return False
+        return epoch - best_epoch >= self.patience
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -200,8 +238,9 @@ def fit_torch(
     yv = torch.as_tensor(y_val, device=device)
     optimizer = _optimizer(net.parameters(), train_cfg)
     generator = torch.Generator().manual_seed(seed)
-    epochs, batch_size = int(train_cfg["epochs"]), int(train_cfg["batch_size"])
-    patience = train_cfg.get("patience")
+    batch_size = int(train_cfg["batch_size"])
+    schedule = Schedule(train_cfg, len(y_train), loss_fn)
+    epochs = schedule.epochs
     maximise = train_cfg.get("monitor", "val_loss") == "val_balanced_accuracy"
     on_epoch_start = getattr(loss_fn, "on_epoch_start", None)
     progress = EpochProgress(epochs)
@@ -241,11 +280,13 @@ def fit_torch(
         curves["val_balanced_accuracy"].append(val_bacc)
 
         score = val_bacc if maximise else val_loss
+        if schedule.restarts_selection(epoch):
+            best_score = None
         if best_score is None or (score > best_score if maximise else score < best_score):
             best_score, best_epoch = score, epoch
             best_state = copy.deepcopy(net.state_dict())
         progress.update(epoch, train_loss, val_bacc)
-        if patience is not None and epoch - best_epoch >= int(patience):
+        if schedule.should_stop(epoch, best_epoch):
             break
     progress.close(best_epoch)
     if best_state is not None:

@@ -140,6 +140,8 @@ def _validate_train(cfg: Mapping) -> None:
     number(cfg, "train.epochs", low=1, integer=True)
     number(cfg, "train.batch_size", low=1, integer=True)
     number(cfg, "train.patience", low=0, integer=True, optional=True)
+    number(cfg, "train.min_steps", low=0, integer=True)
+    number(cfg, "train.warmup", low=0, high=1)
     choice(cfg, "train.monitor", ("val_loss", "val_balanced_accuracy"))
     threads = cfg["train"].get("threads", "auto")
     if threads != "auto" and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):

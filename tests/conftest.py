@@ -23,7 +23,7 @@ def compose_cfg(overrides: list[str] = ()) -> dict:
 
 def tiny(overrides: list[str] = ()) -> list[str]:
     """Overrides that keep a run to about a second (few epochs, small nets, small synthetic data)."""
-    out = ["train.epochs=5", "train.patience=3", "train.batch_size=32", *overrides]
+    out = ["train.epochs=5", "train.min_steps=0", "train.patience=3", "train.batch_size=32", *overrides]
     if any(o.startswith("model=torch") for o in overrides):
         out.append("train.lr=0.01")
     if "model=torch_mlp" in overrides:

@@ -226,6 +226,7 @@ def test_fashion_mnist_with_the_cnn_on_a_small_subsample(tmp_path):
         "model=torch_cnn",
         "imbalance.ratio=10",
         "train.epochs=10",
+        "train.min_steps=0",
         "train.lr=0.003",
         "seed=0",
     ]

@@ -96,6 +96,7 @@ def test_a_torch_fit_off_a_terminal_writes_epoch_lines_and_no_bar(tmp_path):
         "model=torch_mlp",
         "data=wine",
         "train.epochs=4",
+        "train.min_steps=0",
         "train.patience=null",
         "model.hidden_sizes=[8]",
     ]
@@ -137,7 +138,7 @@ def test_a_torch_fit_on_a_terminal_shows_a_bar_and_no_epoch_lines(tmp_path):
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
     # digits: epochs slow enough (~0.1 s) for the bar to be redrawn past its first frame
-    args = ["model=torch_mlp", "data=digits", "train.epochs=20", "train.patience=null"]
+    args = ["model=torch_mlp", "data=digits", "train.epochs=20", "train.min_steps=0", "train.patience=null"]
     proc = subprocess.run(
         [sys.executable, "-m", "lossbench", *args],
         cwd=tmp_path,
