@@ -305,14 +305,21 @@ def _dropout_rate(ctx: Context) -> float:
     return float(reg.get("rate", 0.0)) if reg["name"] == "dropout" else 0.0
 
 
+def _output_layer(width: int, ctx: Context):
+    """The last layer the loss asks for (``LossSpec.output_layer``: LDAM's cosine logits, else linear)."""
+    from lossbench.heads import output_layer
+    from lossbench.losses import LOSSES
+
+    params = {k: v for k, v in ctx.loss.items() if k != "name"}
+    return output_layer(width, ctx.num_classes, LOSSES[ctx.loss["name"]].output_layer(params))
+
+
 def _torch_linear(cfg: Mapping, ctx: Context) -> TorchModel:
     import torch
     from torch import nn
 
     torch.manual_seed(ctx.seed)
-    return TorchModel(
-        nn.Sequential(nn.Flatten(), nn.Linear(int(np.prod(ctx.feature_shape)), ctx.num_classes)), ctx
-    )
+    return TorchModel(nn.Sequential(nn.Flatten(), _output_layer(int(np.prod(ctx.feature_shape)), ctx)), ctx)
 
 
 def _torch_mlp(cfg: Mapping, ctx: Context) -> TorchModel:
@@ -328,7 +335,7 @@ def _torch_mlp(cfg: Mapping, ctx: Context) -> TorchModel:
         if rate > 0:
             layers.append(nn.Dropout(rate))
         width = int(hidden)
-    layers.append(nn.Linear(width, ctx.num_classes))
+    layers.append(_output_layer(width, ctx))
     return TorchModel(nn.Sequential(*layers), ctx)
 
 
@@ -352,7 +359,7 @@ def _torch_cnn(cfg: Mapping, ctx: Context) -> TorchModel:
     ]
     if rate > 0:
         layers.append(nn.Dropout(rate))
-    layers.append(nn.Linear(int(cfg["hidden"]), ctx.num_classes))
+    layers.append(_output_layer(int(cfg["hidden"]), ctx))
     return TorchModel(nn.Sequential(*layers), ctx)
 
 

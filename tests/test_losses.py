@@ -424,7 +424,12 @@ def test_bad_types_are_also_type_errors():
 def test_validate_needs_no_counts_and_fills_defaults():
     assert validate_loss_params("focal", gamma=1) == {"gamma": 1.0, "alpha": None}
     assert isinstance(validate_loss_params("focal", gamma=1)["gamma"], float)
-    assert validate_loss_params("ldam") == {"max_margin": 0.5, "scale": 30.0, "drw_start": None}
+    assert validate_loss_params("ldam") == {
+        "max_margin": 0.5,
+        "scale": 30.0,
+        "drw_start": None,
+        "logits": "cosine",
+    }
     # without num_classes the per-class length cannot be checked yet; build_loss checks it.
     assert validate_loss_params("weighted_ce", weights=(1, 2)) == {"weights": [1.0, 2.0]}
     with pytest.raises(ValueError, match="array-like of 3 positive floats"):

@@ -225,3 +225,33 @@ def test_train_threads_sets_torchs_cpu_threads_and_leaves_the_fingerprint_alone(
         assert at_two.metrics == pytest.approx(at_one.metrics, rel=1e-6, abs=1e-9)
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("model", ["torch_linear", "torch_mlp", "torch_cnn"])
+def test_ldam_gets_the_published_cosine_last_layer(model):
+    """Cao et al. 2019 train LDAM on cosine logits in [-1, 1] with scale 30; other losses keep nn.Linear."""
+    import torch
+    from torch import nn
+
+    from lossbench.heads import CosineLinear
+
+    def last_layer(loss, *extra):
+        cfg = compose_cfg([f"model={model}", "data=digits", f"loss={loss}", *extra])
+        ctx = Context(
+            num_classes=10,
+            feature_shape=(1, 8, 8),
+            class_counts=(10,) * 10,
+            seed=0,
+            loss=cfg["loss"],
+            train={"device": "cpu"},
+            regularization={"name": "none", "strength": 0.0},
+        )
+        built = build_model(cfg["model"], ctx)
+        return built, list(built.net.modules())[-1]
+
+    built, head = last_layer("ldam")
+    assert isinstance(head, CosineLinear)
+    logits = built.net(torch.randn(32, 1, 8, 8) * 5)
+    assert logits.abs().max().item() <= 1.0 + 1e-6 and logits.abs().max().item() > 0.01
+    assert type(last_layer("ldam", "loss.logits=linear")[1]) is nn.Linear
+    assert type(last_layer("ce")[1]) is nn.Linear

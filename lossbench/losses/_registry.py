@@ -77,6 +77,12 @@ class LossSpec:
     to_proba: Callable[[np.ndarray, Mapping[str, Any]], np.ndarray] | None = field(
         default=None, repr=False, compare=False
     )
+    head: Callable[[Mapping[str, Any]], str] | None = field(default=None, repr=False, compare=False)
+
+    def output_layer(self, params: Mapping[str, Any] | None = None) -> str:
+        """The last layer a torch model trained with this loss gets: ``linear`` (default) or ``cosine``
+        (normalised logits in [-1, 1], :class:`lossbench.heads.CosineLinear`)."""
+        return "linear" if self.head is None else self.head({**self.params, **(params or {})})
 
     def probability(self, logits: np.ndarray, params: Mapping[str, Any] | None = None) -> np.ndarray | None:
         """The model's class probabilities from its logits ``[N, C]`` under this loss (float64 rows summing to
@@ -105,13 +111,15 @@ def register_loss(
     probabilistic: bool,
     needs_class_counts: bool | Callable[[Mapping[str, Any]], bool] = False,
     to_proba: Callable[[np.ndarray, Mapping[str, Any]], np.ndarray] | None = None,
+    head: Callable[[Mapping[str, Any]], str] | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Register ``factory(num_classes=..., class_counts=..., **params) -> nn.Module`` under ``name``.
 
     ``params`` maps each parameter to ``(default, constraints)``; a value is valid when it satisfies any
     constraint (see ``_validation``), and each default is checked here. ``needs_class_counts`` may be a
     function of the validated params. ``to_proba(logits, params)`` (NumPy) maps logits to the probabilities
-    the loss trains, when that is not softmax(logits) (see :class:`LossSpec`). Runs when the loss module is
+    the loss trains, when that is not softmax(logits), and ``head(params)`` the torch models' last layer
+    (``linear`` or ``cosine``; see :class:`LossSpec`). Runs when the loss module is
     imported, so it must not need torch.
     """
     rule = needs_class_counts if callable(needs_class_counts) else (lambda _p, _v=needs_class_counts: _v)
@@ -134,6 +142,7 @@ def register_loss(
             constraints=MappingProxyType(constraints),
             counts_rule=rule,
             to_proba=to_proba,
+            head=head,
         )
         return factory
 

@@ -7,8 +7,11 @@ Label-Distribution-Aware Margin Loss").
 Probabilities: the loss trains softmax(scale (z - Delta_y e_y)); the margin is a training-time offset only, so
 the model's probabilities are softmax(scale z) (``LOSSES["ldam"].probability``), not softmax(z).
 
-``scale`` = 30 follows the paper, whose logits are cosines in [-1, 1] (normalised features and weights); with
-unnormalised logits ``scale = 1`` is the natural choice. Deferred re-weighting (DRW): with ``drw_start = f``,
+``scale`` = 30 follows the paper, whose logits are cosines in [-1, 1] (normalised features and weights): with
+``logits = "cosine"`` (the default) lossbench's torch models get that last layer (``lossbench.heads``);
+``logits = "linear"`` keeps a plain linear layer, for which ``scale = 1`` is the natural choice.
+
+Deferred re-weighting (DRW): with ``drw_start = f``,
 from epoch ``floor(f * num_epochs)`` (0-based) on, the CE uses class-balanced weights with beta = 0.9999
 (Cao's code; same normalisation as weighted_ce). The training loop switches it via ``on_epoch_start``;
 ``drw_start = 1.0`` therefore never re-weights within training, like ``None``.
@@ -26,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from ._lazy import defined_on_first_access
 from ._registry import register_loss, softmax
-from ._validation import NoneValue, Real
+from ._validation import NoneValue, Real, StrOptions
 from .class_balanced import class_balanced_weights
 from .cross_entropy import cross_entropy
 
@@ -134,10 +137,12 @@ __getattr__ = defined_on_first_access(__name__, _torch_classes, "LDAMLoss")
         "max_margin": (0.5, (Real(0.0, None, closed="neither"),)),
         "scale": (30.0, (Real(0.0, None, closed="neither"),)),
         "drw_start": (None, (NoneValue(), Real(0.0, 1.0, closed="right"))),
+        "logits": ("cosine", (StrOptions({"cosine", "linear"}),)),
     },
     probabilistic=True,
     needs_class_counts=True,
     to_proba=lambda z, params: softmax(params["scale"] * z),
+    head=lambda params: params["logits"],
 )
 def _build_ldam(
     *,
@@ -146,6 +151,7 @@ def _build_ldam(
     max_margin: float,
     scale: float,
     drw_start: float | None,
+    logits: str,
 ) -> LossModule:
     from .ldam import LDAMLoss
 
