@@ -59,6 +59,8 @@ def test_the_sweep_writes_the_report_with_figures_and_attaches_it_to_the_parent(
     names = {f.name for f in figures}
     assert {"metric_vs_ratio.png", "heatmap_loss_ratio.png", "ece_vs_ratio.png", "reliability.png"} <= names
     assert len(figures) >= 3 and all(_is_real_png(f) for f in figures)
+    with PILImage.open(out / "figures" / "metric_vs_ratio.png") as img:  # 3 losses: overlaid, a panel a model
+        assert json.loads(img.info["Panels"]) == ["logreg", "torch_mlp"]
     # every figure the Markdown and the HTML show exists, and every figure written is shown
     readme, html = (out / "README.md").read_text(), (out / "index.html").read_text()
     for name in names:

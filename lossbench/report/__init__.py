@@ -6,6 +6,8 @@ From a notebook::
 
     from lossbench.report import load_runs, build_report
     df = load_runs("imbalance")                 # one row per MLflow run, metrics and swept axes as columns
+    exp = load_experiment("imbalance")
+    curves = load_curves(exp, exp.runs["run_id"])   # per-epoch histories: run_id, curve, step, value
     build_report("imbalance", out="reports/imbalance")
 
 Importing this package is cheap; pandas, scipy, seaborn and mlflow load when a function is called.
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 from lossbench.report.metric import check_metric
 
-__all__ = ["build_report", "check_metric", "load_runs"]
+__all__ = ["build_report", "check_metric", "load_curves", "load_experiment", "load_runs"]
 
 
 def __getattr__(name: str):
@@ -23,8 +25,8 @@ def __getattr__(name: str):
         from lossbench.report.build import build_report
 
         return build_report
-    if name == "load_runs":
-        from lossbench.report.load import load_runs
+    if name in ("load_runs", "load_experiment", "load_curves"):
+        from lossbench.report import load
 
-        return load_runs
+        return getattr(load, name)
     raise AttributeError(f"module 'lossbench.report' has no attribute {name!r}")

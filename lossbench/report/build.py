@@ -20,6 +20,7 @@ from lossbench.report.sections import (
     about,
     accounting,
     calibration,
+    curves,
     findings,
     per_class,
     regularization,
@@ -80,6 +81,9 @@ class ReportBuilder:
     def per_class(self) -> None:
         per_class.per_class(self.ctx)
 
+    def curves(self, client) -> None:
+        curves.curves(self.ctx, client)
+
     def na_matrix(self) -> None:
         accounting.na_matrix(self.ctx)
 
@@ -99,8 +103,10 @@ class ReportBuilder:
         self.main_tables()
         self.regularization()
         self.significance()
-        self.calibration(LazyClient(self.ctx.exp.uri))
+        client = LazyClient(self.ctx.exp.uri)
+        self.calibration(client)
         self.per_class()
+        self.curves(client)
         self.na_matrix()
         self.files()
         rest, self.doc.blocks = self.doc.blocks[findings_at:], self.doc.blocks[:findings_at]

@@ -23,6 +23,9 @@ from lossbench.tracking import (
 log = logging.getLogger("lossbench")
 
 PAGE_SIZE = 1000
+# per-epoch histories of torch runs (step = epoch): curve/train_loss, curve/val_loss, ...
+CURVE_PREFIX = "curve/"
+CURVE_COLUMNS = ["run_id", "curve", "step", "value"]
 # one column per axis a sweep can vary, named as the report (and a notebook) speaks of them
 AXES = {
     "data": "data.name",
@@ -66,6 +69,7 @@ class Experiment:
     runs: pd.DataFrame  # one row per run (every status); see load_runs
     sweeps: list[Sweep]  # the sweeps in scope, newest first
     scope: str  # "latest", "all" or a sweep id
+    curve_keys: dict[str, list[str]] = field(default_factory=dict)  # run id -> its curve/* metric keys
 
 
 def _client(uri: str):
@@ -135,12 +139,8 @@ def _read_sqlite(uri: str, experiment_id: str) -> list | None:
     import sqlite3
     from types import SimpleNamespace
 
-    path = readable(uri)  # a SQLite file of a schema these queries were tested on
-    if path is None:
-        return None
-    try:
-        con = connect_read_only(path)
-    except sqlite3.Error:
+    con = _open_read_only(uri)
+    if con is None:
         return None
     try:
         rows = con.execute(
@@ -175,6 +175,81 @@ def _read_sqlite(uri: str, experiment_id: str) -> list | None:
     finally:
         con.close()
     return list(runs.values())
+
+
+def _open_read_only(uri: str):
+    """A read-only connection to the store's SQLite file when its schema is one these queries were tested
+    on (:func:`lossbench.store.readable`); None otherwise (the caller then asks MLflow's client)."""
+    import sqlite3
+
+    path = readable(uri)
+    if path is None:
+        return None
+    try:
+        return connect_read_only(path)
+    except sqlite3.Error:
+        return None
+
+
+def load_curves(exp: Experiment, run_ids, client=None) -> pd.DataFrame:
+    """The per-epoch histories of ``run_ids``: one row per (run, curve, step) with columns ``run_id``,
+    ``curve`` (the key without ``curve/``), ``step`` (the epoch, from 1) and ``value``.
+
+    MLflow's ``latest_metrics`` keeps only the last epoch; the histories are in its ``metrics`` table, read
+    in one query on a SQLite store of a tested schema, else run by run with ``get_metric_history``.
+    tests/test_report_readability.py checks both paths return the same rows."""
+    wanted = [r for r in dict.fromkeys(run_ids) if exp.curve_keys.get(r)]
+    if not wanted:
+        return pd.DataFrame(columns=CURVE_COLUMNS)
+    rows = _read_sqlite_curves(exp.uri, wanted)
+    if rows is None:
+        client = client if client is not None else LazyClient(exp.uri)
+        rows = [
+            (run_id, key, m.step, m.timestamp, m.value)
+            for run_id in wanted
+            for key in exp.curve_keys[run_id]
+            for m in client.get_metric_history(run_id, key)
+        ]
+    return _curve_frame(rows)
+
+
+def _read_sqlite_curves(uri: str, run_ids: list[str]) -> list[tuple] | None:
+    """(run id, key, step, timestamp, value) of every ``curve/*`` metric of ``run_ids``, in one query (the
+    key range uses the metrics table's primary key; the run ids go as one JSON array, as 10k runs are more
+    than SQLite's bound parameters). None when the store is not a SQLite file of a tested schema."""
+    import json
+    import sqlite3
+
+    con = _open_read_only(uri)
+    if con is None:
+        return None
+    try:
+        upper = CURVE_PREFIX[:-1] + chr(ord(CURVE_PREFIX[-1]) + 1)  # "curve0": the keys that start "curve/"
+        return con.execute(
+            "SELECT m.run_uuid, m.key, m.step, m.timestamp, CASE WHEN m.is_nan THEN NULL ELSE m.value END "
+            "FROM metrics m JOIN (SELECT DISTINCT value AS run_uuid FROM json_each(?)) w "
+            "ON w.run_uuid = m.run_uuid WHERE m.key >= ? AND m.key < ?",
+            (json.dumps(run_ids), CURVE_PREFIX, upper),
+        ).fetchall()
+    except sqlite3.Error as e:
+        log.debug("reading curves from %s directly failed (%s); using get_metric_history", uri, e)
+        return None
+    finally:
+        con.close()
+
+
+def _curve_frame(rows: list[tuple]) -> pd.DataFrame:
+    """Rows (run id, key, step, timestamp, value) as the curves frame; a step logged twice keeps its latest
+    value (a re-logged epoch), as MLflow's own latest_metrics does."""
+    frame = pd.DataFrame(rows, columns=["run_id", "curve", "step", "timestamp", "value"])
+    if frame.empty:
+        return pd.DataFrame(columns=CURVE_COLUMNS)
+    frame["value"] = pd.to_numeric(frame["value"], errors="coerce").astype(float)
+    frame["step"] = frame["step"].astype(int)
+    frame["curve"] = frame["curve"].str.removeprefix(CURVE_PREFIX)
+    frame = frame.sort_values(["run_id", "curve", "step", "timestamp"], kind="stable")
+    frame = frame.drop_duplicates(["run_id", "curve", "step"], keep="last")
+    return frame[CURVE_COLUMNS].reset_index(drop=True)
 
 
 def read_json_artifact(client, run_id: str, artifact_uri: str | None, name: str):
@@ -226,7 +301,7 @@ def _row(run) -> dict:
     }
     for axis, key in AXES.items():
         row[axis] = params.get(key)
-    row.update({k: v for k, v in run.data.metrics.items() if not k.startswith("curve/")})
+    row.update({k: v for k, v in run.data.metrics.items() if not k.startswith(CURVE_PREFIX)})
     row.update({f"params.{k}": v for k, v in params.items()})
     return row
 
@@ -276,6 +351,9 @@ def load_experiment(
     children = [r for r in everything if r.data.tags.get(TAG_ROLE) != "sweep"]
     sweeps = _sweeps(parents)
     runs = _frame(children)
+    curve_keys = {
+        r.info.run_id: sorted(k for k in r.data.metrics if k.startswith(CURVE_PREFIX)) for r in children
+    }
 
     if scope == "all" or not sweeps:
         chosen = sweeps
@@ -285,7 +363,7 @@ def load_experiment(
             runs = runs.sort_values("start_time", ascending=False)
             done = runs[runs["status"] == "FINISHED"].drop_duplicates("fingerprint")
             runs = pd.concat([done, runs[runs["status"] != "FINISHED"]])
-        return Experiment(experiment, uri, runs.reset_index(drop=True), chosen, "all")
+        return Experiment(experiment, uri, runs.reset_index(drop=True), chosen, "all", curve_keys)
 
     if scope == "latest":
         sweep = sweeps[0]
@@ -303,7 +381,7 @@ def load_experiment(
     ids = {st["run_id"] for st in sweep.statuses if st.get("run_id")}
     if not runs.empty:  # its own runs, and the earlier runs it resumed
         runs = runs[runs["sweep_id"].eq(sweep.sweep_id) | runs["run_id"].isin(ids)]
-    return Experiment(experiment, uri, runs.reset_index(drop=True), [sweep], sweep.sweep_id)
+    return Experiment(experiment, uri, runs.reset_index(drop=True), [sweep], sweep.sweep_id, curve_keys)
 
 
 def load_runs(experiment: str, tracking_uri: str | None = None, *, scope: str = "latest") -> pd.DataFrame:
@@ -311,9 +389,8 @@ def load_runs(experiment: str, tracking_uri: str | None = None, *, scope: str = 
 
     Columns: ``run_id, run_name, status, sweep_id, fingerprint, realisation``, the swept axes ``data,
     model, loss, ratio, profile, regularization, strength, rebalance, seed``, every logged metric under its
-    MLflow name
-    (``test/balanced_accuracy``, ``val/ece``, ``train/fit_seconds`` ...; epoch curves left out), the class
-    names and training counts, and every param as ``params.<key>``.
+    MLflow name (``test/balanced_accuracy``, ``val/ece``, ``train/fit_seconds`` ...; the epoch curves come
+    from :func:`load_curves`), the class names and training counts, and every param as ``params.<key>``.
 
     ``scope``: ``"latest"`` (default: the newest sweep, including the runs it resumed from earlier sweeps),
     ``"all"`` (every run; a config run twice counts once, its newest FINISHED run), or a sweep id.

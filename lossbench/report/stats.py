@@ -70,20 +70,43 @@ def signed_rank_p(diff) -> float:
     return float(stats.wilcoxon(d, zero_method="wilcox", method=method, correction=not exact).pvalue)
 
 
-def summarize(runs: pd.DataFrame, column: str, higher_is_better: bool, axes: list[str]) -> pd.DataFrame:
-    """One row per (setting, loss): seeds, mean, std, 95% CI, rank in the setting (1 = best), best flag."""
+def clip_interval(low: float, high: float, bounds: tuple[float, float] | None) -> tuple[float, float, bool]:
+    """``(low, high)`` cut to ``bounds`` (the metric's range), and whether a side was cut: a t-interval over
+    2-3 seeds of a value near 1 reaches past 1, where no value can lie."""
+    if bounds is None or not (np.isfinite(low) and np.isfinite(high)):
+        return low, high, False
+    lo, hi = max(low, bounds[0]), min(high, bounds[1])
+    return lo, hi, bool(lo != low or hi != high)
+
+
+def summarize(
+    runs: pd.DataFrame,
+    column: str,
+    higher_is_better: bool,
+    axes: list[str],
+    bounds: tuple[float, float] | None = None,
+) -> pd.DataFrame:
+    """One row per (setting, loss): seeds, mean, std, 95% CI, rank in the setting (1 = best), best flag.
+
+    ``bounds``: the metric's range; ``ci_low``/``ci_high`` are cut to it (``ci_clipped`` says where),
+    ``ci_half_width`` stays the t-interval's own. A ``train/fit_seconds`` column gives
+    ``median_fit_seconds``."""
     rows = []
     for key, group in runs.groupby([*axes, "loss"], sort=True, dropna=False):
         mean, half = t_interval(group[column])
+        low, high, clipped = clip_interval(mean - half, mean + half, bounds)
+        fit = group["train/fit_seconds"] if "train/fit_seconds" in group else pd.Series(dtype=float)
         rows.append(
             {
                 **dict(zip([*axes, "loss"], key, strict=True)),
                 "n_seeds": int(group[column].notna().sum()),
                 "mean": mean,
                 "std": float(group[column].std(ddof=1)) if len(group) > 1 else math.nan,
-                "ci_low": mean - half,
-                "ci_high": mean + half,
+                "ci_low": low,
+                "ci_high": high,
                 "ci_half_width": half,
+                "ci_clipped": clipped,
+                "median_fit_seconds": float(fit.median()) if fit.notna().any() else math.nan,
             }
         )
     table = pd.DataFrame(rows)

@@ -21,7 +21,8 @@ def intro(ctx: ReportContext) -> None:
                 "Which loss wins where, by how much, and how sure we are. Metric: ",
                 B(f"test {ctx.units.label}"),
                 f" ({'higher' if ctx.units.higher else 'lower'} is better), ",
-                "mean over seeds with a 95% Student-t interval; losses are compared seed by seed "
+                "mean over seeds with a 95% Student-t interval (cut to the metric's range where it would "
+                "reach past it); losses are compared seed by seed "
                 "(same split and test set). Runs: ",
                 scope,
                 f", {len(ctx.runs)} finished runs with the metric, from ",
@@ -39,7 +40,11 @@ def files(ctx: ReportContext) -> None:
     ctx.doc.add(
         Bullets(
             [
-                [Code("summary.csv"), ": one row per setting and loss (seeds, mean, std, 95% CI, rank)."],
+                [
+                    Code("summary.csv"),
+                    ": one row per setting and loss (seeds, mean, std, 95% CI cut to the metric's range, "
+                    "rank, median fit seconds).",
+                ],
                 [
                     Code("comparisons.csv"),
                     f": every loss against {BASELINE} (paired differences, Wilcoxon p, Holm p).",

@@ -6,6 +6,7 @@ from lossbench.report import figures as fig
 from lossbench.report import stats
 from lossbench.report.document import Heading, Para
 from lossbench.report.load import finished
+from lossbench.report.metric import metric_range
 from lossbench.report.sections.context import ReportContext
 
 
@@ -16,7 +17,7 @@ def calibration(ctx: ReportContext, client) -> None:
     if ece_runs.empty:
         ctx.doc.add(Para(["No run logged probabilities, so there is no calibration to show."]))
         return
-    table = stats.summarize(ece_runs, "test/ece", False, ctx.axes)
+    table = stats.summarize(ece_runs, "test/ece", False, ctx.axes, metric_range("ece"))
     ctx.figure(
         fig.lines_with_bands(
             table,
@@ -26,10 +27,14 @@ def calibration(ctx: ReportContext, client) -> None:
             ctx.figures_dir / "ece_vs_ratio.png",
             ylabel="test ECE (lower is better)",
             xlabel="imbalance ratio ρ (log scale)",
-            clip=(0.0, 1.0),
+            clip=metric_range("ece"),
+            robust=True,
         ),
         "ECE against the imbalance ratio",
-        "Expected calibration error (15 bins) against ρ; band = 95% CI over seeds.",
+        "Expected calibration error (15 bins) against ρ; band = 95% CI over seeds. Where a panel's means "
+        "split, at a gap wider than half their whole span, into a bulk and fewer far values, its y axis "
+        "spans the bulk, and each mean off the axis is marked at the edge with a triangle and named with "
+        "its value.",
     )
     largest = max(ctx.ratios)
     main = ctx.main_losses()
@@ -56,7 +61,9 @@ def calibration(ctx: ReportContext, client) -> None:
         ),
         "reliability diagrams",
         "Accuracy per confidence bin against the diagonal of perfect calibration; "
-        "bars under the diagonal are over-confident.",
+        "bars under the diagonal are over-confident. Losses shown: "
+        f"{', '.join(x for x in main if any(k[1] == x for k in ordered))}; one panel per model and loss "
+        "with reliability data at this ρ (none where the loss is N/A on the model).",
     )
 
 

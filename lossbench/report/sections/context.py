@@ -11,6 +11,7 @@ from lossbench.report import figures as fig
 from lossbench.report import stats
 from lossbench.report.document import Document, Image
 from lossbench.report.load import Experiment, finished
+from lossbench.report.metric import difference_range
 from lossbench.report.sections.formatting import Units
 
 BASELINE = "ce"
@@ -66,7 +67,7 @@ class ReportContext:
         column = f"test/{metric}"
         runs = finished(exp.runs, column)
         axes = stats.setting_axes(runs) if not runs.empty else ["model", "ratio"]
-        summary = stats.summarize(runs, column, units.higher, axes)
+        summary = stats.summarize(runs, column, units.higher, axes, units.range)
         losses = loss_order(summary)
         return cls(
             exp=exp,
@@ -105,8 +106,9 @@ class ReportContext:
     def against_baseline(self, wide: pd.DataFrame, scope: str) -> list[stats.Comparison]:
         """Every loss against the baseline over these blocks, recorded for comparisons.csv."""
         comps = stats.against_baseline(wide, BASELINE)
+        bounds = difference_range(self.units.metric)
         for c in comps:
-            low, high = c.ci
+            low, high, _ = stats.clip_interval(*c.ci, bounds)
             self.comparisons.append(
                 dict(
                     scope=scope,

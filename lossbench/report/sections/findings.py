@@ -7,6 +7,7 @@ import numpy as np
 from lossbench.report import stats
 from lossbench.report.document import B, Bullets, Heading, Para
 from lossbench.report.load import finished
+from lossbench.report.sections.class_counts import scarce_finding
 from lossbench.report.sections.context import (
     BASELINE,
     MIN_BLOCKS_FOR_TEST,
@@ -51,6 +52,9 @@ def findings(ctx: ReportContext) -> None:
     calib = _calibration_finding(ctx, largest)
     if calib:
         items.append(calib)
+    scarce = scarce_finding(ctx)
+    if scarce:
+        items.append(scarce)
     if ctx.seeds < MIN_SEEDS_FOR_CLAIM:
         items.append(
             [
@@ -70,42 +74,52 @@ def findings(ctx: ReportContext) -> None:
 
 
 def _recommendations(ctx: ReportContext, largest: float):
-    """The loss to use at the largest ratio, one sentence per facet (model, ...)."""
+    """The loss to use at the largest ratio, one sentence per facet (model, ...): a loss is recommended only
+    when every other loss's paired difference from it (over seeds) has a 95% interval excluding 0; otherwise
+    the sentence says there is no clear winner and names the losses tied with the best."""
     u = ctx.units
     for facet_key, group in ctx.summary[ctx.summary["ratio"] == largest].groupby(ctx.facets, sort=True):
         facet = dict(
             zip(ctx.facets, facet_key if isinstance(facet_key, tuple) else (facet_key,), strict=True)
         )
-        ranked = group.sort_values("rank")
+        ranked = group.sort_values(["rank", "loss"])
         best = ranked.iloc[0]
         at = " · ".join(f"{k}={v:g}" if isinstance(v, float) else str(v) for k, v in facet.items())
         runs = where(ctx.runs, {**facet, "ratio": largest})
-        parts = [
-            f"At the largest imbalance (ρ = {largest:g}) on {at}, use ",
-            B(str(best["loss"])),
-            ": ",
-        ]
-        parts.append(f"{u.label} {u.value(best['mean'])} ± {u.value(best['ci_half_width'])}")
+        estimate = f"{u.label} {u.estimate(best['mean'], best['ci_half_width'])}"
+        gain = ""
         if best["loss"] != BASELINE and BASELINE in set(ranked["loss"]):
             d = stats.paired_difference(runs, ctx.column, ctx.axes, best["loss"], BASELINE)
             if d.n:
-                parts.append(f", {u.diff(d.mean_diff)} over {BASELINE} ({u.interval(*d.ci)}, {d.n} seeds)")
-        if len(ranked) > 1:
-            second = ranked.iloc[1]
-            d = stats.paired_difference(runs, ctx.column, ctx.axes, best["loss"], second["loss"])
-            if not d.n:
-                pass
-            elif d.interval_excludes_zero:
+                gain = f", {u.diff(d.mean_diff)} over {BASELINE} ({u.interval(*d.ci)}, {d.n} seeds)"
+        gaps = [
+            (other, stats.paired_difference(runs, ctx.column, ctx.axes, best["loss"], other))
+            for other in ranked["loss"].iloc[1:]
+        ]
+        tied = [(other, d) for other, d in gaps if not d.interval_excludes_zero]
+        if not tied:
+            parts = [f"At the largest imbalance (ρ = {largest:g}) on {at}, use ", B(str(best["loss"])), ": "]
+            parts.append(estimate + gain)
+            if gaps:
+                second, d = gaps[0]
                 parts.append(
-                    f"; ahead of the runner-up {second['loss']} by {u.diff(d.mean_diff)} "
+                    f"; ahead of the runner-up {second} by {u.diff(d.mean_diff)} "
                     f"({u.interval(*d.ci)}, excluding 0)"
                 )
-            else:
-                parts.append(
-                    f"; not separable from the runner-up {second['loss']} "
-                    f"({u.diff(d.mean_diff)}, {u.interval(*d.ci)})"
-                )
-        yield [*parts, "."]
+            yield [*parts, "."]
+            continue
+        names = [str(best["loss"]), *(other for other, _ in tied)]
+        runner, d = tied[0]
+        gap = f"{u.diff(d.mean_diff)}, {u.interval(*d.ci)}" if d.n else f"no paired runs with {best['loss']}"
+        yield [
+            f"At the largest imbalance (ρ = {largest:g}) on {at}: ",
+            B("no clear winner"),
+            f". Tied with the best ({len(names)} losses): ",
+            B(", ".join(names)),
+            f". {best['loss']} has the highest mean ({estimate}{gain}), but for each of the others named "
+            f"the paired difference from it over seeds has no 95% interval excluding 0 (runner-up {runner}: "
+            f"{gap}).",
+        ]
 
 
 def _regime_finding(ctx: ReportContext, name: str, ratios: list[float]):

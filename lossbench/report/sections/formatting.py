@@ -8,6 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from lossbench.report.metric import difference_range, metric_range
+from lossbench.report.stats import clip_interval
+
 # metrics in [0, 1] (or [-1, 1]) read best as points (x100); the others keep their own units
 POINT_METRICS = {
     "accuracy",
@@ -41,9 +44,20 @@ class Units:
 
     @property
     def range(self) -> tuple[float, float] | None:
-        if not self.points:
-            return None
-        return (-1.0, 1.0) if self.metric == "mcc" else (0.0, 1.0)
+        """The metric's range (:func:`lossbench.report.metric.metric_range`); None when unbounded."""
+        return metric_range(self.metric)
+
+    def estimate(self, mean: float, half: float) -> str:
+        """A mean with its 95% interval: ``0.912 ± 0.031``, or ``0.958 (0.782–1.000)`` when the symmetric
+        interval reaches past the metric's range and is shown cut to it."""
+        if not np.isfinite(mean):
+            return "–"
+        if not np.isfinite(half):
+            return f"{self.value(mean)} ± –"
+        low, high, clipped = clip_interval(mean - half, mean + half, self.range)
+        if clipped:
+            return f"{self.value(mean)} ({self.value(low)}–{self.value(high)})"
+        return f"{self.value(mean)} ± {self.value(half)}"
 
     def diff(self, x: float) -> str:
         if not np.isfinite(x):
@@ -51,8 +65,10 @@ class Units:
         return f"{100 * x:+.1f} points" if self.points else f"{x:+.4f}"
 
     def interval(self, low: float, high: float) -> str:
+        """The 95% interval of a difference of two values, cut to the range differences can take."""
         if not (np.isfinite(low) and np.isfinite(high)):
             return "no interval (one pair)"
+        low, high, _ = clip_interval(low, high, difference_range(self.metric))
         if self.points:
             return f"95% CI {100 * low:+.1f} to {100 * high:+.1f}"
         return f"95% CI {low:+.4f} to {high:+.4f}"

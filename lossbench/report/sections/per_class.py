@@ -7,16 +7,44 @@ import pandas as pd
 
 from lossbench.report import figures as fig
 from lossbench.report.document import Heading, Para, Table
-from lossbench.report.sections.context import ReportContext
+from lossbench.report.sections.context import BASELINE, ReportContext
+
+TOP_K = 3  # losses shown per model besides the baseline
+
+
+def shown_losses(ctx: ReportContext, largest: float) -> dict[str, list[str]]:
+    """Per model: the baseline, then the TOP_K best-ranked other losses at ``largest`` (mean rank over the
+    model's settings at that ratio, e.g. over regularizers when several were swept)."""
+    top = ctx.summary[ctx.summary["ratio"] == largest]
+    out = {}
+    for model, group in top.groupby("model", sort=True):
+        ranked = group.groupby("loss")["rank"].mean().sort_values(kind="stable").index
+        others = [x for x in ranked if x != BASELINE][:TOP_K]
+        out[model] = ([BASELINE] if BASELINE in set(group["loss"]) else []) + others
+    return out
 
 
 def per_class(ctx: ReportContext) -> None:
     largest = max(ctx.ratios)
     ctx.doc.add(Heading(f"Per-class recall at ρ = {largest:g}"))
-    table = _recalls(ctx, largest)
+    shown = shown_losses(ctx, largest)
+    table = _recalls(ctx, largest, shown)
     if table.empty:
         ctx.doc.add(Para(["No per-class recall was logged."]))
         return
+    ctx.doc.add(
+        Para(
+            [
+                f"Shown for each model: {BASELINE} (the baseline) and the {TOP_K} best-ranked other losses "
+                f"at ρ = {largest:g} by mean test {ctx.units.label} — ",
+                "; ".join(
+                    f"{model}: {', '.join(x for x in losses if x != BASELINE)}"
+                    for model, losses in shown.items()
+                ),
+                ".",
+            ]
+        )
+    )
     table = table.groupby(["model", "loss", "class"], as_index=False).agg(
         recall=("recall", "mean"), train_count=("train_count", "mean")
     )
@@ -36,7 +64,7 @@ def per_class(ctx: ReportContext) -> None:
             index=["class", "train_count"], columns="loss", values="recall"
         ).reset_index()
         wide = wide.sort_values("train_count", ascending=False)
-        losses = [x for x in ctx.main_losses() if x in wide.columns]
+        losses = [x for x in shown.get(model, []) if x in wide.columns]
         ctx.doc.add(
             Table(
                 ["class", "training count", *losses],
@@ -49,9 +77,12 @@ def per_class(ctx: ReportContext) -> None:
         )
 
 
-def _recalls(ctx: ReportContext, largest: float) -> pd.DataFrame:
-    """One row per run and class at ``largest``: model, loss, class, train_count, recall."""
-    runs = ctx.runs[(ctx.runs["ratio"] == largest) & ctx.runs["loss"].isin(ctx.main_losses())]
+def _recalls(ctx: ReportContext, largest: float, shown: dict[str, list[str]]) -> pd.DataFrame:
+    """One row per run and class at ``largest`` for the losses ``shown`` per model: model, loss, class,
+    train_count, recall."""
+    runs = ctx.runs[ctx.runs["ratio"] == largest]
+    pairs = zip(runs["model"], runs["loss"], strict=True)
+    runs = runs[[loss in shown.get(model, ()) for model, loss in pairs]]
     rows = []
     for _, r in runs.iterrows():
         names, counts = r["class_names"], r["train_counts"]

@@ -16,7 +16,7 @@ def regularization(ctx: ReportContext) -> None:
     ctx.doc.add(Heading("Regularization"))
     u = ctx.units
     axes = [a for a in ctx.axes if a not in ("strength",)]
-    table = stats.summarize(ctx.runs, ctx.column, u.higher, [*axes, "strength"])
+    table = stats.summarize(ctx.runs, ctx.column, u.higher, [*axes, "strength"], u.range)
     facets = [a for a in axes if a not in ("ratio",)] + (["ratio"] if ctx.runs["ratio"].nunique() > 1 else [])
     ctx.figure(
         fig.lines_with_bands(
@@ -39,7 +39,7 @@ def regularization(ctx: ReportContext) -> None:
         [
             *(fmt_axis(r[a]) for a in axes),
             f"{r['strength']:g}",
-            f"{u.value(r['mean'])} ± {u.value(r['ci_half_width'])}",
+            u.estimate(r["mean"], r["ci_half_width"]),
         ]
         for _, r in best.iterrows()
     ]

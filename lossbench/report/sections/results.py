@@ -31,7 +31,7 @@ def glance(ctx: ReportContext) -> None:
             [
                 *(fmt_axis(v) for v in setting.values()),
                 B(str(best["loss"])),
-                f"{u.value(best['mean'])} ± {u.value(best['ci_half_width'])}",
+                u.estimate(best["mean"], best["ci_half_width"]),
                 gain,
                 str(int(best["n_seeds"])),
             ]
@@ -52,7 +52,10 @@ def main_tables(ctx: ReportContext) -> None:
         Para(
             [
                 f"Cells: mean test {u.label} ± 95% CI half-width over seeds, (rank within the column); "
-                "the best loss of each column in bold. Rows ordered by the rank at the largest ρ."
+                "where that interval would reach past the metric's range it is shown cut to the range, as "
+                "(low–high). The best loss of each column in bold. Rows ordered by the rank at the largest "
+                "ρ. Cost: the median wall time of one fit (training, early stopping included) over the "
+                "model's runs of the loss at every ρ and seed."
             ]
         )
     )
@@ -62,6 +65,7 @@ def main_tables(ctx: ReportContext) -> None:
         ratios = sorted(group["ratio"].unique())
         order = group[group["ratio"] == ratios[-1]].sort_values("rank")["loss"].tolist()
         order += [x for x in ctx.losses if x in set(group["loss"]) and x not in order]
+        cost = _median_fit_seconds(where(ctx.runs, dict(zip(ctx.facets, key, strict=True))))
         rows = []
         for loss in order:
             row = [loss]
@@ -71,24 +75,13 @@ def main_tables(ctx: ReportContext) -> None:
                     row.append("–")
                     continue
                 c = cell.iloc[0]
-                text = f"{u.value(c['mean'])} ± {u.value(c['ci_half_width'])} ({int(c['rank'])})"
+                estimate = u.estimate(c["mean"], c["ci_half_width"])
+                text = f"{estimate} ({int(c['rank'])})"
                 row.append(B(text) if c["best"] else text)
+            row.append(_seconds(cost.get(loss)))
             rows.append(row)
-        ctx.doc.add(Table(["loss", *(f"ρ = {r:g}" for r in ratios)], rows, caption=caption))
-    ctx.figure(
-        fig.lines_with_bands(
-            ctx.summary,
-            "ratio",
-            ctx.facets,
-            ctx.colours,
-            ctx.figures_dir / "metric_vs_ratio.png",
-            ylabel=f"test {u.label}",
-            xlabel="imbalance ratio ρ (log scale)",
-            clip=u.range,
-        ),
-        f"{u.label} against the imbalance ratio",
-        f"Test {u.label} against ρ, one line per loss, band = 95% CI over seeds.",
-    )
+        ctx.doc.add(Table(["loss", *(f"ρ = {r:g}" for r in ratios), "median fit (s)"], rows, caption=caption))
+    _metric_vs_ratio(ctx)
     ctx.figure(
         fig.heatmaps(
             ctx.summary,
@@ -101,3 +94,59 @@ def main_tables(ctx: ReportContext) -> None:
         "heatmap of loss by imbalance ratio",
         f"Mean test {u.label}, loss × ρ; the best loss per column is boxed in red.",
     )
+
+
+OVERLAID_LOSSES = 4  # up to this many losses share one panel per facet; more get one small panel each
+SMALL_MULTIPLES_MAX = 45  # panels; past it (many facets: a swept regularization) one panel per facet with
+HIGHLIGHTED = 3  # the best-ranked few in colour, the rest grey
+
+
+def _metric_vs_ratio(ctx: ReportContext) -> None:
+    u = ctx.units
+    path = ctx.figures_dir / "metric_vs_ratio.png"
+    common = dict(ylabel=f"test {u.label}", xlabel="imbalance ratio ρ (log scale)", clip=u.range)
+    has_baseline = BASELINE in set(ctx.summary["loss"])
+    n_panels = len(ctx.summary.drop_duplicates([*ctx.facets, "loss"]))
+    if ctx.summary["loss"].nunique() <= OVERLAID_LOSSES:
+        drawn = fig.lines_with_bands(ctx.summary, "ratio", ctx.facets, ctx.colours, path, **common)
+        caption = f"Test {u.label} against ρ, one line per loss, band = 95% CI over seeds."
+    elif n_panels <= SMALL_MULTIPLES_MAX:
+        drawn = fig.small_multiples(
+            ctx.summary, "ratio", ctx.facets, ctx.losses, ctx.colours, path, reference=BASELINE, **common
+        )
+        caption = (
+            f"Test {u.label} against ρ, one panel per loss and "
+            f"{' · '.join(ctx.facets) or 'setting'}, band = 95% CI over seeds; "
+            + (f"the dashed grey line in each panel is {BASELINE}, the baseline. " if has_baseline else "")
+            + "All panels share the y axis. Losses ordered by mean rank over all settings."
+        )
+    else:
+        drawn = fig.lines_with_bands(
+            ctx.summary,
+            "ratio",
+            ctx.facets,
+            ctx.colours,
+            path,
+            **common,
+            highlight=HIGHLIGHTED,
+            reference=BASELINE if has_baseline else None,
+        )
+        caption = (
+            f"Test {u.label} against ρ, one panel per {' · '.join(ctx.facets)}; in colour with its 95% CI "
+            f"band: the {HIGHLIGHTED} best-ranked losses of the panel at the largest ρ"
+            + (f" and {BASELINE}, the baseline" if has_baseline else "")
+            + "; thin grey lines: the other losses."
+        )
+    ctx.figure(drawn, f"{u.label} against the imbalance ratio", caption)
+
+
+def _median_fit_seconds(runs) -> dict[str, float]:
+    if "train/fit_seconds" not in runs:
+        return {}
+    return runs.groupby("loss")["train/fit_seconds"].median().dropna().to_dict()
+
+
+def _seconds(value: float | None) -> str:
+    if value is None or value != value:
+        return "–"
+    return f"{value:.2f}" if value < 10 else f"{value:.0f}"
