@@ -7,11 +7,11 @@ import subprocess
 import sys
 import time
 
-from conftest import compose_cfg, tiny
 from mlflow.tracking import MlflowClient
 
 from lossbench.config import fingerprint
 from lossbench.tracking import TAG_FAILURE, Tracker
+from tests.conftest import compose_cfg, tiny
 
 
 def _cfg(seed: int) -> dict:

@@ -1,7 +1,8 @@
 """The report command:
 
-python -m lossbench.report --experiment NAME [--tracking-uri URI] [--out DIR] [--metric M]
-                           [--all | --sweep ID]
+python -m lossbench.report --experiment NAME|GLOB [--experiment NAME|GLOB ...] [--tracking-uri URI]
+                           [--out DIR] [--metric M]
+                           [--all | --sweep ID] [--rope R]
 """
 
 from __future__ import annotations
@@ -17,17 +18,34 @@ def main(argv: list[str] | None = None) -> int:
         description="Build the comparison report (HTML, Markdown, figures, CSV) of a lossbench experiment "
         "from what its MLflow store holds.",
     )
-    parser.add_argument("--experiment", required=True, help="MLflow experiment name (tracking.experiment)")
+    parser.add_argument(
+        "--experiment",
+        required=True,
+        action="append",
+        help="MLflow experiment name (tracking.experiment); repeat it, or give a glob ('bench*'), to put "
+        "several experiments' runs in one report",
+    )
     parser.add_argument(
         "--tracking-uri",
         default=None,
         help="MLflow store; default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in this folder",
     )
-    parser.add_argument("--out", default=None, help="output folder; default: reports/<experiment>/")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="output folder; default: reports/<experiment>/ (several: reports/<first>-and-<n-1>-more/)",
+    )
     parser.add_argument(
         "--metric",
         default="balanced_accuracy",
         help="test metric to rank losses by (default: balanced_accuracy)",
+    )
+    parser.add_argument(
+        "--rope",
+        type=float,
+        default=0.01,
+        help="region of practical equivalence of the Bayesian signed-rank test, in the metric's units "
+        "(default 0.01: 1 point of a [0, 1] metric)",
     )
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument(
@@ -51,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         check_metric(args.metric)  # before touching the store
         from lossbench.paths import check_report_dir, report_dir
 
-        check_report_dir(report_dir(args.out, args.experiment, key="--out"), key="--out")
+        if len(args.experiment) == 1 and not any(c in args.experiment[0] for c in "*?["):
+            # globs and several experiments: build_report checks the folder once the names are known
+            check_report_dir(report_dir(args.out, args.experiment[0], key="--out"), key="--out")
         uri = tracking_uri(args.tracking_uri)
         check_store(
             uri, key="--tracking-uri", must_exist=True
@@ -64,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             out=args.out,
             metric=args.metric,
             sweep="all" if args.all else (args.sweep or "latest"),
+            rope=args.rope,
         )
     except ConfigError as e:
         print(f"lossbench.report: error: {e}", file=sys.stderr)

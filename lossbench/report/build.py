@@ -14,13 +14,14 @@ from pathlib import Path
 import pandas as pd
 
 from lossbench.report.document import Document
-from lossbench.report.load import Experiment, LazyClient, load_experiment
+from lossbench.report.load import Experiment, LazyClient
 from lossbench.report.metric import check_metric
 from lossbench.report.sections import (
     about,
     accounting,
     calibration,
     curves,
+    datasets,
     findings,
     per_class,
     regularization,
@@ -28,6 +29,7 @@ from lossbench.report.sections import (
     significance,
 )
 from lossbench.report.sections.context import ReportContext
+from lossbench.report.stats import ROPE
 
 log = logging.getLogger("lossbench")
 
@@ -39,8 +41,8 @@ class ReportBuilder:
     section's module is the module, not the method.
     """
 
-    def __init__(self, exp: Experiment, metric: str, out: Path) -> None:
-        self.ctx = ReportContext.create(exp, metric, out)
+    def __init__(self, exp: Experiment, metric: str, out: Path, rope: float = ROPE) -> None:
+        self.ctx = ReportContext.create(exp, metric, out, rope=rope)
 
     @property
     def doc(self) -> Document:
@@ -59,6 +61,9 @@ class ReportBuilder:
 
     def findings(self) -> None:
         findings.findings(self.ctx)
+
+    def across_datasets(self) -> None:
+        datasets.datasets(self.ctx)
 
     def glance(self) -> None:
         results.glance(self.ctx)
@@ -98,6 +103,7 @@ class ReportBuilder:
             self.na_matrix()
             return self.doc
         findings_at = len(self.doc.blocks)
+        self.across_datasets()  # right after the findings (inserted before it below)
         self.glance()
         self.accounting()
         self.main_tables()
@@ -116,52 +122,66 @@ class ReportBuilder:
 
 
 def build_report(
-    experiment: str,
+    experiment: str | list[str],
     tracking_uri: str | None = None,
     out: str | Path | None = None,
     metric: str = "balanced_accuracy",
     sweep: str = "latest",
     *,
     key: str = "--out",
+    rope: float = ROPE,
 ) -> Path:
     """Build the comparison report of an MLflow experiment; returns the path of its ``index.html``.
+
+    ``experiment``: a name, or a list of names and globs (``["a", "bench*"]``) whose runs go into one
+    report (:mod:`lossbench.report.combine`; default folder ``reports/<first>-and-<n - 1>-more/``).
 
     ``sweep``: ``"latest"`` (default), ``"all"`` (every run), or a sweep id. ``out`` defaults to
     ``reports/<experiment>/`` (:func:`lossbench.paths.report_dir`: a relative folder must lie inside
     ``reports/``). The folder gets ``index.html``, ``README.md``, ``summary.csv``, ``comparisons.csv`` and
     ``figures/``, written by :func:`lossbench.paths.write_report`: a folder that is not empty and holds no
     lossbench report is refused, and files lossbench did not write are never replaced or removed. ``key``
-    names the setting in error messages (``report.out`` in a sweep).
+    names the setting in error messages (``report.out`` in a sweep). ``rope``: the Bayesian signed-rank
+    test's region of practical equivalence, in the metric's units (default 0.01: 1 point).
     """
     from lossbench.paths import check_report_dir, report_dir, shown, write_report
 
     metric = check_metric(metric)
-    folder = report_dir(out, experiment, key=key)
+    if not (isinstance(rope, int | float) and 0 <= rope < 1):
+        from lossbench.errors import ConfigError
+
+        allowed = "must be a number in [0, 1), in the metric's units (0.01 = 1 point)"
+        raise ConfigError("--rope", rope, allowed)
+    from lossbench.report.combine import default_name, load_experiments, resolve
+
+    # a list: several experiments (names or globs) in one report, lossbench.report.combine
+    names = [experiment] if isinstance(experiment, str) else resolve(list(experiment), tracking_uri)
+    folder = report_dir(out, default_name(names), key=key)
     check_report_dir(folder, key=key)  # before anything is read
     started = time.perf_counter()
-    exp = load_experiment(experiment, tracking_uri, scope=sweep)
+    exp = load_experiments(names, tracking_uri, scope=sweep)
     log.info(
         "report: %d runs of experiment '%s' read in %.1f s",
         len(exp.runs),
-        experiment,
+        exp.name,
         time.perf_counter() - started,
     )
     # what is loaded lives through the build: keep the garbage collector from walking it again and again
     # (statsmodels' Holm correction calls gc.collect(), ~1 s a call with 10k runs in memory)
     gc.freeze()
     try:
-        write_report(folder, lambda staging: _write(exp, metric, staging), key=key)
+        write_report(folder, lambda staging: _write(exp, metric, staging, rope), key=key)
     finally:
         gc.unfreeze()
     log.info("report: built in %.1f s -> %s", time.perf_counter() - started, shown(folder / "index.html"))
     return folder / "index.html"
 
 
-def _write(exp: Experiment, metric: str, staging: Path) -> None:
+def _write(exp: Experiment, metric: str, staging: Path, rope: float = ROPE) -> None:
     """Every file of the report, into the (fresh) folder ``staging``."""
     from lossbench.report.document import to_html, to_markdown
 
-    builder = ReportBuilder(exp, metric, staging)
+    builder = ReportBuilder(exp, metric, staging, rope)
     doc = builder.build()
     staging.mkdir(parents=True, exist_ok=True)
     (staging / "index.html").write_text(to_html(doc), encoding="utf-8")

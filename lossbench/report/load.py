@@ -27,8 +27,10 @@ PAGE_SIZE = 1000
 CURVE_PREFIX = "curve/"
 CURVE_COLUMNS = ["run_id", "curve", "step", "value"]
 # one column per axis a sweep can vary, named as the report (and a notebook) speaks of them
+# "data" is the dataset's identity, param data.label (a table's file stem, or the built-in's name); runs
+# logged before lossbench recorded it fall back to data.name
 AXES = {
-    "data": "data.name",
+    "data": "data.label",
     "model": "model.name",
     "loss": "loss.name",
     "ratio": "imbalance.ratio",
@@ -298,9 +300,12 @@ def _row(run) -> dict:
         "failure_reason": tags.get("lossbench.failure_reason"),
         "class_names": _value(params.get("data.class_names")),
         "train_counts": _value(params.get("class_counts.train")),
+        "test_counts": _value(params.get("class_counts.test")),
     }
     for axis, key in AXES.items():
         row[axis] = params.get(key)
+    if row["data"] is None:
+        row["data"] = params.get("data.name")
     row.update({k: v for k, v in run.data.metrics.items() if not k.startswith(CURVE_PREFIX)})
     row.update({f"params.{k}": v for k, v in params.items()})
     return row
@@ -390,7 +395,7 @@ def load_runs(experiment: str, tracking_uri: str | None = None, *, scope: str = 
     Columns: ``run_id, run_name, status, sweep_id, fingerprint, realisation``, the swept axes ``data,
     model, loss, ratio, profile, regularization, strength, rebalance, seed``, every logged metric under its
     MLflow name (``test/balanced_accuracy``, ``val/ece``, ``train/fit_seconds`` ...; the epoch curves come
-    from :func:`load_curves`), the class names and training counts, and every param as ``params.<key>``.
+    from :func:`load_curves`), the class names, training and test counts, and every param as ``params.<key>``.
 
     ``scope``: ``"latest"`` (default: the newest sweep, including the runs it resumed from earlier sweeps),
     ``"all"`` (every run; a config run twice counts once, its newest FINISHED run), or a sweep id.

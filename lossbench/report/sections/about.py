@@ -12,7 +12,8 @@ from lossbench.report.sections.formatting import display_uri
 
 def intro(ctx: ReportContext) -> None:
     exp = ctx.exp
-    scope = {"all": "every run of the experiment"}.get(
+    several = {"all": "every run of each experiment", "latest": "the latest sweep of each experiment"}
+    scope = (several if getattr(exp, "names", None) else {"all": "every run of the experiment"}).get(
         exp.scope, f"the latest sweep ({exp.sweeps[0].name})" if exp.sweeps else "the latest sweep"
     )
     ctx.doc.add(
@@ -28,7 +29,10 @@ def intro(ctx: ReportContext) -> None:
                 f", {len(ctx.runs)} finished runs with the metric, from ",
                 Code(display_uri(exp.uri)),
                 f". Built {time.strftime('%Y-%m-%d %H:%M')} by lossbench {__version__}. Rebuild: ",
-                Code(f"python -m lossbench.report --experiment {exp.name}"),
+                Code(
+                    "python -m lossbench.report "
+                    + " ".join(f"--experiment {n}" for n in getattr(exp, "names", None) or [exp.name])
+                ),
                 ".",
             ]
         )
@@ -47,7 +51,10 @@ def files(ctx: ReportContext) -> None:
                 ],
                 [
                     Code("comparisons.csv"),
-                    f": every loss against {BASELINE} (paired differences, Wilcoxon p, Holm p).",
+                    f": every loss against {BASELINE} (paired differences, Wilcoxon p, Holm p, the "
+                    "smallest attainable Holm p and the verdict, the Bayesian signed-rank probabilities "
+                    "better / equivalent / worse with their ROPE and Monte Carlo draws, the test split's "
+                    "size).",
                 ],
                 [Code("figures/"), ": the PNG figures above."],
                 [

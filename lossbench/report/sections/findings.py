@@ -7,23 +7,26 @@ import numpy as np
 from lossbench.report import stats
 from lossbench.report.document import B, Bullets, Heading, Para
 from lossbench.report.load import finished
+from lossbench.report.sections.accounting import fmt_reasons, unfinished_ratios
 from lossbench.report.sections.class_counts import scarce_finding
 from lossbench.report.sections.context import (
     BASELINE,
-    MIN_BLOCKS_FOR_TEST,
     MIN_SEEDS_FOR_CLAIM,
+    MIN_TEST_PER_CLASS,
     ReportContext,
     where,
 )
-from lossbench.report.sections.formatting import fmt_ratios, p_is
+from lossbench.report.sections.formatting import fmt_axis, fmt_ratios, p_is
 
 
-def regimes(ratios: list[float]) -> list[tuple[str, list[float]]]:
-    """Balanced (rho = 1), moderate and high imbalance (the upper half of the imbalanced ratios)."""
+def regimes(ratios: list[float], natural: str | None = None) -> list[tuple[str, list[float]]]:
+    """Rho = 1, moderate and high imbalance (the upper half of the imbalanced ratios). Rho = 1 keeps the
+    data's own class counts: "balanced" only when they are, else ``natural`` names it (``natural (9.2 : 1)``,
+    :meth:`ReportContext.natural_text`)."""
     ratios = sorted(set(ratios))
     out = []
     if 1.0 in ratios:
-        out.append(("balanced (ρ = 1)", [1.0]))
+        out.append((f"{natural} training split, ρ = 1" if natural else "balanced (ρ = 1)", [1.0]))
     imbalanced = [r for r in ratios if r > 1]
     if len(imbalanced) >= 2:
         cut = float(np.median(imbalanced))
@@ -43,9 +46,13 @@ def findings(ctx: ReportContext) -> None:
         ctx.doc.add(Para(["No finished run logged this metric, so there is nothing to compare yet."]))
         return
     largest = max(ctx.ratios)
-    items: list = list(_recommendations(ctx, largest))
+    items: list = []
+    missing = _unfinished_finding(ctx)
+    if missing:
+        items.append(missing)
+    items += list(_recommendations(ctx, largest))
     # regimes: pooled over models and ratios, tested
-    for name, ratios in regimes(ctx.ratios):
+    for name, ratios in regimes(ctx.ratios, ctx.natural_text()):
         sentence = _regime_finding(ctx, name, ratios)
         if sentence:
             items.append(sentence)
@@ -55,22 +62,71 @@ def findings(ctx: ReportContext) -> None:
     scarce = scarce_finding(ctx)
     if scarce:
         items.append(scarce)
+    small = _small_test_finding(ctx)
+    if small:
+        items.append(small)
     if ctx.seeds < MIN_SEEDS_FOR_CLAIM:
         items.append(
             [
                 B("Caution:"),
                 " " + f"each setting has only {ctx.seeds} seed{'s' if ctx.seeds != 1 else ''}. Per-setting "
                 "intervals rest on few paired differences and are wide; treat single-setting claims as "
-                "indicative. The pooled tests above combine seeds and ratios"
-                + (
-                    "; comparisons with fewer than "
-                    f"{MIN_BLOCKS_FOR_TEST} pairs are called inconclusive, as the signed-rank test "
-                    "cannot reach "
-                    "p < 0.05 there."
-                ),
+                "indicative. The pooled tests above combine seeds and ratios; where no outcome of the pairs "
+                "could reach p < 0.05 after Holm correction, the verdict is “too few pairs” with the "
+                "smallest attainable p, not “not significant”.",
             ]
         )
     ctx.doc.add(Bullets(items))
+
+
+def _unfinished_finding(ctx: ReportContext):
+    """The swept ratios with no finished run, and why (the refusals and failures the sweep recorded): the
+    recommendations below speak of the largest ratio that has results, which is then not the largest swept."""
+    missing = unfinished_ratios(ctx)
+    if not missing:
+        return None
+    bits = []
+    for ratio, info in missing.items():
+        text = f"ρ = {ratio:g}: {info['text']}"
+        if info["reasons"]:
+            text += f" ({fmt_reasons(info['reasons'])})"
+        bits.append(text)
+    done = max(ctx.ratios)
+    many = len(missing) != 1
+    return [
+        B("Swept but not run:"),
+        f" {len(missing)} swept ratio{'s have' if many else ' has'} no finished runs — "
+        + "; ".join(bits)
+        + f". The largest ratio with results is ρ = {done:g}.",
+    ]
+
+
+def _small_test_finding(ctx: ReportContext):
+    """Settings whose test split has fewer than MIN_TEST_PER_CLASS rows of some class: a test recall there
+    moves in steps of 100/n points, and intervals over seeds rest on the same handful of rows."""
+    runs = ctx.runs
+    if "test_min_class" not in runs or runs["test_min_class"].isna().all():
+        return None
+    small = runs[runs["test_min_class"] < MIN_TEST_PER_CLASS]
+    if small.empty:
+        return None
+    split_axes = [a for a in ctx.axes if a not in ("model", "ratio")]
+    bits = []
+    for key, group in small.groupby(["test_rows", "test_min_class", *split_axes], sort=True, dropna=False):
+        rows, fewest = int(key[0]), int(key[1])
+        where_ = ", ".join(f"{a} = {fmt_axis(v)}" for a, v in zip(split_axes, key[2:], strict=True))
+        ratios = fmt_ratios(group["ratio"].unique())
+        models = ", ".join(sorted(group["model"].unique()))
+        bits.append(
+            f"{where_ + ' · ' if where_ else ''}ρ = {ratios} ({models}): {rows} test rows, "
+            f"{fewest} of the smallest class"
+        )
+    return [
+        B("Small test split:"),
+        " " + "; ".join(bits) + f" — fewer than {MIN_TEST_PER_CLASS} test rows per class. One test row of a "
+        "class moves its recall by 100/n points, and every seed is scored on these same few rows: intervals "
+        "over seeds there are reported as not meaningful, and differences are indicative only.",
+    ]
 
 
 def _recommendations(ctx: ReportContext, largest: float):
@@ -91,42 +147,62 @@ def _recommendations(ctx: ReportContext, largest: float):
         if best["loss"] != BASELINE and BASELINE in set(ranked["loss"]):
             d = stats.paired_difference(runs, ctx.column, ctx.axes, best["loss"], BASELINE)
             if d.n:
-                gain = f", {u.diff(d.mean_diff)} over {BASELINE} ({u.interval(*d.ci)}, {d.n} seeds)"
+                gain = f", {u.diff(d.mean_diff)} over {BASELINE} ({ctx.interval(*d.ci, runs)}, {d.n} seeds)"
         gaps = [
             (other, stats.paired_difference(runs, ctx.column, ctx.axes, best["loss"], other))
             for other in ranked["loss"].iloc[1:]
         ]
         tied = [(other, d) for other, d in gaps if not d.interval_excludes_zero]
+        # an interval that is not meaningful (few test rows, zero width) cannot separate the losses
+        tied += [(o, d) for o, d in gaps if d.interval_excludes_zero and ctx.interval_note(*d.ci, runs)]
+        tied = sorted(tied, key=lambda t: list(ranked["loss"]).index(t[0]))
+        regime = _largest_text(ctx, largest)
         if not tied:
-            parts = [f"At the largest imbalance (ρ = {largest:g}) on {at}, use ", B(str(best["loss"])), ": "]
+            parts = [f"At {regime} on {at}, use ", B(str(best["loss"])), ": "]
             parts.append(estimate + gain)
             if gaps:
                 second, d = gaps[0]
                 parts.append(
                     f"; ahead of the runner-up {second} by {u.diff(d.mean_diff)} "
-                    f"({u.interval(*d.ci)}, excluding 0)"
+                    f"({ctx.interval(*d.ci, runs)}, excluding 0)"
                 )
             yield [*parts, "."]
             continue
         names = [str(best["loss"]), *(other for other, _ in tied)]
         runner, d = tied[0]
-        gap = f"{u.diff(d.mean_diff)}, {u.interval(*d.ci)}" if d.n else f"no paired runs with {best['loss']}"
+        gap = (
+            f"{u.diff(d.mean_diff)}, {ctx.interval(*d.ci, runs)}"
+            if d.n
+            else f"no paired runs with {best['loss']}"
+        )
         yield [
-            f"At the largest imbalance (ρ = {largest:g}) on {at}: ",
+            f"At {regime} on {at}: ",
             B("no clear winner"),
             f". Tied with the best ({len(names)} losses): ",
             B(", ".join(names)),
             f". {best['loss']} has the highest mean ({estimate}{gain}), but for each of the others named "
-            f"the paired difference from it over seeds has no 95% interval excluding 0 (runner-up {runner}: "
-            f"{gap}).",
+            f"the paired difference from it over seeds has no meaningful 95% interval excluding 0 (runner-up "
+            f"{runner}: {gap}).",
         ]
+
+
+def _largest_text(ctx: ReportContext, largest: float) -> str:
+    """How the recommendations name the largest ratio with results: ``the largest imbalance (ρ = 100)``;
+    ``the largest ratio with finished runs (ρ = 3)`` when a larger swept one has none; the natural counts
+    when only rho = 1 is left."""
+    label = ctx.ratio_label(largest)
+    if unfinished_ratios(ctx):
+        return f"the largest ratio with finished runs ({label})"
+    if largest == 1.0:
+        return f"the only ratio ({label})"
+    return f"the largest imbalance ({label})"
 
 
 def _regime_finding(ctx: ReportContext, name: str, ratios: list[float]):
     u = ctx.units
     runs = ctx.runs[ctx.runs["ratio"].isin(ratios)]
     wide = stats.blocks(runs, ctx.column, ctx.axes)
-    comps = ctx.against_baseline(wide, name)
+    comps = ctx.against_baseline(wide, name, runs)
     if not comps:
         return None
     best = max(comps, key=lambda c: c.mean_diff if u.higher else -c.mean_diff)
@@ -145,16 +221,13 @@ def _regime_finding(ctx: ReportContext, name: str, ratios: list[float]):
     else:
         parts += [
             B(best.loss),
-            f" gains the most over {BASELINE}: {u.diff(best.mean_diff)} ({u.interval(*best.ci)})",
+            f" gains the most over {BASELINE}: {u.diff(best.mean_diff)} ({ctx.interval(*best.ci, runs)})",
         ]
-    if best.n < MIN_BLOCKS_FOR_TEST:
-        parts.append(f"; only {best.n} pairs: inconclusive")
-    else:
-        verdict = "significant" if best.significant else "not significant"
-        parts.append(
-            f"; Wilcoxon signed-rank {p_is(best.p_holm)} after Holm correction over "
-            f"{len(comps)} comparisons: {verdict}"
-        )
+    verdict = "significant" if best.significant else ctx.verdict(best)
+    parts.append(
+        f"; Wilcoxon signed-rank {p_is(best.p_holm)} after Holm correction over "
+        f"{len(comps)} comparisons: {verdict}; {ctx.bayes_text(best)}"
+    )
     beat = [c.loss for c in comps if c.significant and u.better(c.mean_diff)]
     worse = [c.loss for c in comps if c.significant and not u.better(c.mean_diff)]
     if beat:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from lossbench.report import figures as fig
 from lossbench.report import stats
 from lossbench.report.document import B, Heading, Para, Table
-from lossbench.report.sections.context import BASELINE, ReportContext, where
+from lossbench.report.sections.context import BASELINE, MIN_TEST_PER_CLASS, ReportContext, where
 from lossbench.report.sections.formatting import fmt_axis
 
 
@@ -24,12 +24,16 @@ def glance(ctx: ReportContext) -> None:
             d = stats.paired_difference(
                 where(ctx.runs, setting), ctx.column, ctx.axes, best["loss"], BASELINE
             )
-            gain = f"{u.diff(d.mean_diff)} ({u.interval(*d.ci)})" if d.n else f"no paired {BASELINE} run"
+            gain = (
+                f"{u.diff(d.mean_diff)} ({ctx.interval(*d.ci, where(ctx.runs, setting))})"
+                if d.n
+                else f"no paired {BASELINE} run"
+            )
         else:
             gain = f"no {BASELINE} run"
         rows.append(
             [
-                *(fmt_axis(v) for v in setting.values()),
+                *(_axis_cell(ctx, a, v) for a, v in setting.items()),
                 B(str(best["loss"])),
                 u.estimate(best["mean"], best["ci_half_width"]),
                 gain,
@@ -45,6 +49,28 @@ def glance(ctx: ReportContext) -> None:
     )
 
 
+def _axis_cell(ctx: ReportContext, axis: str, value) -> str:
+    """A setting's value in a table; rho = 1 says when it is the data's natural imbalance, not balance."""
+    if axis == "ratio" and value == 1.0 and ctx.natural_text():
+        return f"1: {ctx.natural_text()}"
+    return fmt_axis(value)
+
+
+def _small_test_note(ctx: ReportContext) -> list:
+    """A warning for the intervals of the tables when the test split has a handful of rows per class."""
+    rows, per_class = ctx.test_size(ctx.runs)
+    if not (per_class < MIN_TEST_PER_CLASS):  # NaN (not logged): no note
+        return []
+    return [
+        " ",
+        B("The intervals here are not a measure of certainty:"),
+        f" every seed is scored on a test split of as few as {rows:.0f} rows ({per_class:.0f} of the "
+        f"smallest class; fewer than {MIN_TEST_PER_CLASS} per class), so seeds agreeing (even a ± 0.000) "
+        "says little about how the loss does on new data. Cells marked † rest on such a split: they give "
+        "the mean over seeds and no interval.",
+    ]
+
+
 def main_tables(ctx: ReportContext) -> None:
     ctx.doc.add(Heading("Results per model and imbalance ratio"))
     u = ctx.units
@@ -55,7 +81,8 @@ def main_tables(ctx: ReportContext) -> None:
                 "where that interval would reach past the metric's range it is shown cut to the range, as "
                 "(low–high). The best loss of each column in bold. Rows ordered by the rank at the largest "
                 "ρ. Cost: the median wall time of one fit (training, early stopping included) over the "
-                "model's runs of the loss at every ρ and seed."
+                "model's runs of the loss at every ρ and seed.",
+                *_small_test_note(ctx),
             ]
         )
     )
@@ -65,7 +92,11 @@ def main_tables(ctx: ReportContext) -> None:
         ratios = sorted(group["ratio"].unique())
         order = group[group["ratio"] == ratios[-1]].sort_values("rank")["loss"].tolist()
         order += [x for x in ctx.losses if x in set(group["loss"]) and x not in order]
-        cost = _median_fit_seconds(where(ctx.runs, dict(zip(ctx.facets, key, strict=True))))
+        facet_runs = where(ctx.runs, dict(zip(ctx.facets, key, strict=True)))
+        cost = _median_fit_seconds(facet_runs)
+        # per ratio: whether its test split has too few rows of some class for an interval to mean much
+        fewest = {r: ctx.test_size(facet_runs[facet_runs["ratio"] == r])[1] for r in ratios}
+        tiny = {r: fewest[r] < MIN_TEST_PER_CLASS for r in ratios}
         rows = []
         for loss in order:
             row = [loss]
@@ -75,12 +106,13 @@ def main_tables(ctx: ReportContext) -> None:
                     row.append("–")
                     continue
                 c = cell.iloc[0]
-                estimate = u.estimate(c["mean"], c["ci_half_width"])
+                estimate = f"{u.value(c['mean'])}†" if tiny[r] else u.estimate(c["mean"], c["ci_half_width"])
                 text = f"{estimate} ({int(c['rank'])})"
                 row.append(B(text) if c["best"] else text)
             row.append(_seconds(cost.get(loss)))
             rows.append(row)
-        ctx.doc.add(Table(["loss", *(f"ρ = {r:g}" for r in ratios), "median fit (s)"], rows, caption=caption))
+        header = ["loss", *(ctx.ratio_label(r) for r in ratios), "median fit (s)"]
+        ctx.doc.add(Table(header, rows, caption=caption))
     _metric_vs_ratio(ctx)
     ctx.figure(
         fig.heatmaps(

@@ -17,8 +17,12 @@ def significance(ctx: ReportContext) -> None:
                 "Blocks are (setting, seed) pairs, where runs share the data split and test set. "
                 "Friedman tests whether the losses differ at all; pairwise two-sided Wilcoxon "
                 "signed-rank tests with Holm correction say which pairs differ (Benavoli et al. 2016 "
-                "prefer them to mean-rank post-hoc tests). In the critical-difference diagrams, losses "
-                "joined by a bar are not significantly different."
+                "prefer them to mean-rank post-hoc tests). Where no outcome of the pairs could reach "
+                "p < 0.05 after Holm correction, the verdict is “too few pairs” with the smallest "
+                "attainable p. Next to it, baycomp's Bayesian signed-rank test (Benavoli et al. 2017; "
+                "seeded Monte Carlo) gives the probabilities that the loss is better than the baseline, "
+                "practically equivalent (within the region of practical equivalence, ROPE), or worse. In "
+                "the critical-difference diagrams, losses joined by a bar are not significantly different."
             ]
         )
     )
@@ -44,23 +48,35 @@ def _model(ctx: ReportContext, model: str) -> None:
             ]
         )
     )
-    comps = ctx.against_baseline(wide, f"model={model}, all ratios")
-    rows = [
-        [
-            c.loss,
-            str(c.n),
-            u.diff(c.mean_diff),
-            u.interval(*c.ci).removeprefix("95% CI "),
-            fmt_p(c.p_raw),
-            B(fmt_p(c.p_holm)) if c.significant else fmt_p(c.p_holm),
-            ("better" if u.better(c.mean_diff) else "worse") if c.significant else "not significant",
-        ]
-        for c in sorted(comps, key=lambda c: -c.mean_diff if u.higher else c.mean_diff)
-    ]
+    comps = ctx.against_baseline(wide, f"model={model}, all ratios", runs)
+    rows = []
+    for c in sorted(comps, key=lambda c: -c.mean_diff if u.higher else c.mean_diff):
+        better, same, worse = ctx.bayes_probs(c)
+        rows.append(
+            [
+                c.loss,
+                str(c.n),
+                u.diff(c.mean_diff),
+                ctx.interval(*c.ci, runs).removeprefix("95% CI "),
+                fmt_p(c.p_raw),
+                B(fmt_p(c.p_holm)) if c.significant else fmt_p(c.p_holm),
+                ctx.verdict(c).removeprefix("significant: "),
+                f"{better:.2f} / {same:.2f} / {worse:.2f}",
+            ]
+        )
     if rows:
         ctx.doc.add(
             Table(
-                ["loss", "pairs", f"mean vs {BASELINE}", "95% CI", "p", "p (Holm)", "verdict"],
+                [
+                    "loss",
+                    "pairs",
+                    f"mean vs {BASELINE}",
+                    "95% CI",
+                    "p",
+                    "p (Holm)",
+                    "verdict",
+                    f"Bayes P(better / equivalent / worse), ROPE {ctx.rope_text()}",
+                ],
                 rows,
                 caption=f"{model}: each loss against {BASELINE}, all settings pooled",
             )
