@@ -101,8 +101,17 @@ def explain(error: Exception, overrides: list[str], loader, compose) -> Exceptio
         )
     missing_option = re.search(r"Could not find '([^']+)/([^'/]+)'", text)
     if missing_option:
+        from hydra.core.object_type import ObjectType
+
         group, option = missing_option.groups()
-        options = loader.get_group_options(group)
+        # with hydra.searchpath's folders, as composition sees them (a user's own datasets and losses)
+        searchpath = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") == "hydra.searchpath"]
+        try:
+            options = loader.get_group_options(
+                group, results_filter=ObjectType.CONFIG, config_name="config", overrides=searchpath
+            )
+        except Exception:  # the searchpath itself is bad: the primary search path's options
+            options = loader.get_group_options(group)
         if options:
             return ConfigError(
                 group,

@@ -13,7 +13,8 @@ NON_SEMANTIC_KEYS = ("tracking", "resume", "report", "vectorise_seeds")
 # Nested keys that say how a run is computed on this machine, not what: also excluded from the fingerprint (a
 # re-run with other workers resumes). torch's CPU kernels reduce in an order that may depend on the thread
 # count, so runs at different counts can differ in the last digits (README "Reproducibility").
-NON_SEMANTIC_NESTED = (("train", "threads"),)
+# data.label only names the dataset in reports: renaming it resumes the same runs.
+NON_SEMANTIC_NESTED = (("train", "threads"), ("data", "label"))
 
 
 def config_dir() -> Path:

@@ -329,6 +329,40 @@ def check_data_config(cfg: Mapping) -> None:
         _check_csv(data)
     elif name == "fashion_mnist":
         _check_fashion_mnist(data)
+    elif name in ("imblearn", "openml"):
+        _check_download(data, name)
+
+
+def _check_download(data: Mapping, name: str) -> None:
+    """data=imblearn: data.dataset one of the collection's 27 names; data=openml: data.dataset (a name) or
+    data.data_id (an integer >= 1), not both; both: data.download_if_missing a boolean."""
+    if not isinstance(data.get("download_if_missing"), bool):
+        raise ConfigError(
+            "data.download_if_missing", data.get("download_if_missing"), "must be true or false"
+        )
+    if name == "imblearn":
+        if data.get("dataset") not in IMBLEARN_DATASETS:
+            raise ConfigError(
+                "data.dataset",
+                data.get("dataset"),
+                f"must be one of imbalanced-learn's benchmark tables: {', '.join(IMBLEARN_DATASETS)}",
+            )
+        return
+    dataset, data_id = data.get("dataset"), data.get("data_id")
+    if (dataset is None) == (data_id is None):
+        raise ConfigError(
+            "data.dataset",
+            dataset,
+            "set exactly one of data.dataset (an OpenML name) and data.data_id (an OpenML id)",
+        )
+    if data_id is not None and (
+        isinstance(data_id, bool) or not isinstance(data_id, numbers.Integral) or data_id < 1
+    ):
+        raise ConfigError("data.data_id", data_id, "must be an integer >= 1 (or null with data.dataset)")
+    if dataset is not None and (not isinstance(dataset, str) or not dataset.strip()):
+        raise ConfigError("data.dataset", dataset, "must be an OpenML dataset name")
+    if data.get("missing") not in MISSING:
+        raise ConfigError("data.missing", data.get("missing"), f"must be one of {', '.join(MISSING)}")
 
 
 def _read_table(path: str):
@@ -470,8 +504,15 @@ def load_table(cfg: Mapping) -> Dataset:
     Every class needs at least 3 rows (one for each split).
     """
     check_data_config(cfg)
-    path, missing = cfg["path"], cfg["missing"]
-    df = _read_table(path)
+    path = cfg["path"]
+    meta: dict = {"path": str(Path(path).expanduser().resolve())}
+    return table_dataset(_read_table(path), cfg, path, "csv", meta)
+
+
+def table_dataset(df, cfg: Mapping, path: str, name: str, meta: dict) -> Dataset:
+    """A table (pandas DataFrame) as a Dataset under ``cfg``'s target / features / missing / max_categories
+    rules (see :func:`load_table`); ``path`` names the table in messages, ``name`` is the Dataset's name."""
+    missing = cfg["missing"]
     by_name = {str(c): c for c in df.columns}
     available = ", ".join(repr(c) for c in by_name)
     target = _column_key(cfg["target"])
@@ -505,7 +546,7 @@ def load_table(cfg: Mapping) -> Dataset:
     if label_missing.any():
         log.warning("data.path=%s: dropped %d rows with no label in %r", path, label_missing.sum(), target)
         df = df[~label_missing]
-    meta: dict = {"path": str(Path(path).expanduser().resolve()), "target": target, "rows_read": n_read}
+    meta.update(target=target, rows_read=n_read)
     meta["rows_dropped_missing_target"] = int(label_missing.sum())
 
     gaps = [(c, int(n)) for c, n in df[features].isna().sum().items() if n]
@@ -543,7 +584,137 @@ def load_table(cfg: Mapping) -> Dataset:
             f"puts one in each); too few: {_counted(few, 'row')}",
         )
     meta.update(features=features, feature_names=names, rows=len(y))
-    return Dataset("csv", X, y, class_names, "tabular", 1.0, meta)
+    return Dataset(name, X, y, class_names, "tabular", 1.0, meta)
+
+
+# imbalanced-learn's benchmark collection (Lemaître et al.; imblearn.datasets.fetch_datasets): 27 binary
+# tables, minority label 1 against -1
+IMBLEARN_DATASETS = (
+    "ecoli", "optical_digits", "satimage", "pen_digits", "abalone", "sick_euthyroid", "spectrometer",
+    "car_eval_34", "isolet", "us_crime", "yeast_ml8", "scene", "libras_move", "thyroid_sick", "coil_2000",
+    "arrhythmia", "solar_flare_m0", "oil", "car_eval_4", "wine_quality", "letter_img", "yeast_me2", "webpage",
+    "ozone_level", "mammography", "protein_homo", "abalone_19",
+)  # fmt: skip
+
+
+def _data_home(cfg: Mapping) -> str | None:
+    home = cfg.get("data_home")
+    return None if home in (None, "") else str(Path(str(home)).expanduser())
+
+
+def _not_cached(what: str, where: str) -> ConfigError:
+    return ConfigError(
+        "data.download_if_missing",
+        False,
+        f"{what} is not in the cache {where}",
+        "Set data.download_if_missing=true (needs a network) or data.data_home=<the folder holding it>.",
+    )
+
+
+def _download_failed(key: str, value, error: Exception) -> ConfigError:
+    return ConfigError(
+        key,
+        value,
+        "could not be downloaded",
+        f"{type(error).__name__}: {error}. With no network, point data.data_home at a cache that holds it.",
+    )
+
+
+def _imblearn(cfg: Mapping) -> Dataset:
+    """One table of imbalanced-learn's benchmark collection (``fetch_datasets``), cached in data.data_home
+    (imbalanced-learn's default: ~/scikit_learn_data); downloaded once unless data.download_if_missing=false.
+    Classes: 0 = label -1 (majority), 1 = label 1 (minority)."""
+    from imblearn.datasets import fetch_datasets
+
+    name, home = cfg["dataset"], _data_home(cfg)
+    try:
+        bunch = fetch_datasets(
+            data_home=home, filter_data=(name,), download_if_missing=bool(cfg["download_if_missing"])
+        )[name]
+    except OSError as e:
+        if not cfg["download_if_missing"]:
+            raise _not_cached(f"data.dataset={name}", home or "~/scikit_learn_data") from e
+        raise _download_failed("data.dataset", name, e) from e
+    X = np.asarray(bunch.data, dtype=np.float32)
+    y = (np.asarray(bunch.target) > 0).astype(np.int64)
+    meta = {"source": "imbalanced-learn", "dataset": name, "rows": len(y)}
+    return Dataset(f"imblearn:{name}", X, y, ["-1", "1"], "tabular", 1.0, meta)
+
+
+def openml_cache(cfg: Mapping) -> tuple[Path, Path]:
+    """Where lossbench keeps an OpenML table it fetched: ``<data_home>/lossbench-openml/<key>.parquet`` and
+    its ``.json`` (dataset id, name, version, target), keyed by how the config names it (``id-41``,
+    ``name-glass-vactive``). lossbench reads this cache itself, so data.download_if_missing=false needs no
+    knowledge of scikit-learn's own cache."""
+    from sklearn.datasets import get_data_home
+
+    folder = Path(get_data_home(_data_home(cfg))) / "lossbench-openml"
+    if cfg.get("data_id") is not None:
+        key = f"id-{int(cfg['data_id'])}"
+    else:
+        key = f"name-{cfg['dataset']}-v{cfg.get('version', 'active')}"
+    key = "".join(c if c.isalnum() or c in "-_." else "_" for c in key)
+    if cfg.get("target") is not None:
+        key += "-target-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in str(cfg["target"]))
+    return folder / f"{key}.parquet", folder / f"{key}.json"
+
+
+def _openml(cfg: Mapping) -> Dataset:
+    """An OpenML table (scikit-learn's ``fetch_openml``) by data.dataset (name, with data.version) or
+    data.data_id: its default target unless data.target is set; features and missing values as for data=csv.
+    Fetched once and kept in :func:`openml_cache`; with data.download_if_missing=false only that cache."""
+    import json
+
+    import pandas as pd
+
+    by_id = cfg.get("data_id") is not None
+    key, value = ("data.data_id", cfg["data_id"]) if by_id else ("data.dataset", cfg["dataset"])
+    table, info = openml_cache(cfg)
+    if table.is_file() and info.is_file():
+        frame, details = pd.read_parquet(table), json.loads(info.read_text())
+    elif not cfg["download_if_missing"]:
+        raise ConfigError(
+            "data.download_if_missing",
+            False,
+            f"{key}={value} is not in the cache {table.parent}",
+            "Set data.download_if_missing=true (needs a network) or data.data_home=<the folder holding it>.",
+        )
+    else:
+        from sklearn.datasets import fetch_openml
+
+        target = cfg.get("target")
+        try:
+            bunch = fetch_openml(
+                name=None if by_id else str(cfg["dataset"]),
+                version="active" if by_id else cfg.get("version", "active"),
+                data_id=int(cfg["data_id"]) if by_id else None,
+                data_home=_data_home(cfg),
+                target_column="default-target" if target is None else str(target),
+                as_frame=True,
+                parser="auto",
+            )
+        except OSError as e:
+            raise _download_failed(key, value, e) from e
+        except ValueError as e:  # an unknown name / id, or a target that is not a column
+            raise ConfigError(key, value, "is not an OpenML dataset lossbench can read", str(e)) from e
+        details = {
+            "id": int(bunch.details.get("id", 0) or 0),
+            "name": bunch.details.get("name"),
+            "version": bunch.details.get("version"),
+            "target": list(bunch.target_names or []),
+        }
+        frame = bunch.frame
+        table.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_parquet(table)
+        info.write_text(json.dumps(details))
+    targets = details["target"]
+    if len(targets) != 1:
+        raise ConfigError(
+            "data.target", cfg.get("target"), f"must name one label column; OpenML gives {targets}"
+        )
+    meta = {"source": "openml", "openml_id": details["id"], "openml_name": details["name"]}
+    source = f"OpenML dataset {details['name']!r} (id {details['id']})"
+    return table_dataset(frame, {**cfg, "target": targets[0]}, source, f"openml:{value}", meta)
 
 
 LOADERS: dict[str, Callable[[Mapping], Dataset]] = {
@@ -553,6 +724,8 @@ LOADERS: dict[str, Callable[[Mapping], Dataset]] = {
     "synthetic": _synthetic,
     "fashion_mnist": _fashion_mnist,
     "csv": load_table,
+    "imblearn": _imblearn,
+    "openml": _openml,
 }
 
 # Datasets whose samples are (channels, H, W) images, known without loading (for torch_cnn).
@@ -567,7 +740,24 @@ NUM_CLASSES: dict[str, Callable[[Mapping], int | None]] = {
     "synthetic": lambda cfg: int(cfg["n_classes"]),
     "fashion_mnist": lambda cfg: len(FASHION_MNIST_CLASSES),
     "csv": lambda cfg: None,
+    "imblearn": lambda cfg: 2,
+    "openml": lambda cfg: None,
 }
+
+
+def dataset_label(cfg: Mapping) -> str:
+    """The dataset's identity in MLflow and the reports (param ``data.label``): ``data.label`` when set,
+    else a table's file stem (``data=csv data.path=glass.csv`` -> ``glass``), else the option's name."""
+    label = cfg.get("label")
+    if label not in (None, ""):
+        return str(label)
+    if cfg["name"] == "csv" and cfg.get("path") not in (None, "???"):
+        return Path(str(cfg["path"])).stem
+    if cfg["name"] == "imblearn":
+        return str(cfg.get("dataset"))
+    if cfg["name"] == "openml":
+        return str(cfg["dataset"]) if cfg.get("data_id") is None else f"openml-{cfg['data_id']}"
+    return str(cfg["name"])
 
 
 def load_dataset(cfg: Mapping) -> Dataset:

@@ -279,10 +279,12 @@ class Tracker:
             **(extra_tags or {}),
         }
         run_id = self.client.create_run(self.experiment_id, run_name=run_name(cfg), tags=tags).info.run_id
-        params = [
-            Param(k, _param_value(v))
-            for k, v in flatten({k: v for k, v in cfg.items() if k != "hydra"}).items()
-        ]
+        flat = flatten({k: v for k, v in cfg.items() if k != "hydra"})
+        if isinstance(cfg.get("data"), dict):
+            from lossbench.data import dataset_label
+
+            flat["data.label"] = dataset_label(cfg["data"])  # resolved: what the reports group by
+        params = [Param(k, _param_value(v)) for k, v in flat.items()]
         if _slow_fit(cfg):
             self._log(run_id, params=params)
         else:

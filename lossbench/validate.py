@@ -66,6 +66,9 @@ def _validate_data(cfg: Mapping) -> None:
     from lossbench.data import LOADERS, check_data_config
 
     choice(cfg, "data.name", sorted(LOADERS))
+    label = cfg["data"].get("label")
+    if label is not None and (not isinstance(label, str) or not label.strip() or not label.isprintable()):
+        raise ConfigError("data.label", label, "must be null or a non-empty name (printable characters)")
     check_data_config(cfg)  # the file exists, keys are well-formed: before any data is read
     if cfg["data"]["name"] == "synthetic":
         number(cfg, "data.n_classes", low=2, integer=True)

@@ -176,7 +176,10 @@ def test_help_lists_the_config_groups(tmp_path):
     assert proc.returncode == 0
     for group in ("data:", "model:", "loss:", "regularization:", "imbalance:"):
         assert group in proc.stdout
-    assert "breast_cancer, csv, digits, fashion_mnist, synthetic, wine" in proc.stdout
+    assert (
+        "breast_cancer, csv, digits, fashion_mnist, fashion_mnist_small, imblearn, openml, synthetic, "
+        "synthetic_hard, wine" in proc.stdout
+    )
     assert "torch_mlp" in proc.stdout
 
 

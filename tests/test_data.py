@@ -58,7 +58,13 @@ def fake_fmnist(root: Path, per_class=(3, 1)) -> tuple[np.ndarray, np.ndarray]:
 def test_fashion_mnist_is_registered_and_its_config_composes():
     assert "fashion_mnist" in IMAGE_DATASETS and NUM_CLASSES["fashion_mnist"]({}) == 10
     data = compose_cfg(["data=fashion_mnist"])["data"]
-    assert data == {"name": "fashion_mnist", "root": str(FMNIST), "subsample": None, "data_seed": 0}
+    assert data == {
+        "name": "fashion_mnist",
+        "root": str(FMNIST),
+        "subsample": None,
+        "data_seed": 0,
+        "label": None,
+    }
 
 
 def test_read_idx_parses_header_and_data(tmp_path):
@@ -485,6 +491,7 @@ def test_csv_config_composes_with_mandatory_path_and_target():
         "features": None,
         "missing": "reject",
         "max_categories": 50,
+        "label": None,
     }
     assert NUM_CLASSES["csv"](cfg["data"]) is None  # unknown until loaded
     # validation refuses the unset path before any data is read; prepare() would too
@@ -517,3 +524,11 @@ def test_builtin_datasets_unchanged():
     assert wine.X.shape == (178, 13) and wine.num_classes == 3 and wine.kind == "tabular"
     digits = load_dataset({"name": "digits"})
     assert digits.X.shape == (1797, 1, 8, 8) and digits.pixel_max == 16.0
+
+
+def test_dataset_label_names_a_table_by_its_file_stem_unless_set():
+    from lossbench.data import dataset_label
+
+    assert dataset_label({"name": "digits", "label": None}) == "digits"
+    assert dataset_label({"name": "csv", "path": "tables/glass.csv", "label": None}) == "glass"
+    assert dataset_label({"name": "csv", "path": "/x/zoo.parquet", "label": "Zoo (UCI)"}) == "Zoo (UCI)"
