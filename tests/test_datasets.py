@@ -33,6 +33,7 @@ def test_two_csv_files_in_one_sweep_are_two_datasets_in_the_report(tmp_path):
         "loss=ce,weighted_ce",
         "seed=0,1",
         "imbalance.ratio=1,3",
+        "report.rope=0.05",
     ]
     proc = run_cli(args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -55,6 +56,9 @@ def test_two_csv_files_in_one_sweep_are_two_datasets_in_the_report(tmp_path):
     assert row["mean"] == sum(grapes_ce) / 2
     readme = (tmp_path / "reports" / "lossbench" / "README.md").read_text()
     assert "grapes · logreg" in readme and "tumours · logreg" in readme
+    # a regime finding that pools the tables names them (each table's runs are paired within it)
+    assert "pooled over 2 datasets (grapes, tumours), logreg and seeds (4 paired runs" in readme
+    assert "Bayesian signed-rank (ROPE ±5 points)" in readme  # report.rope reaches the sweep's report
     assert "data = csv" not in readme
 
 

@@ -83,6 +83,7 @@ CASES = [
     ("lossbench", ["-m", "seed=0,1", "tracking.uri=garbage"], 2, E + "tracking.uri='garbage' is invalid: not a tracking store URI"),
     ("lossbench", ["-m", "seed=0,1", "tracking.experiment=''"], 2, E + "tracking.experiment='' is invalid"),
     ("lossbench", ["-m", "seed=0,1", "report.metric=foo"], 2, E + "report.metric='foo' is invalid: not a metric lossbench logs."),
+    ("lossbench", ["-m", "seed=0,1", "report.rope=2"], 2, E + "report.rope=2 is invalid: must be a number in [0, 1), in the metric's units (0.01 = 1 point)."),
     ("lossbench", ["-m", "seed=0,1", "report.out=."], 2, E + "report.out='.' is invalid: a relative report folder must lie inside reports/ of the working folder"),
     ("lossbench", ["-m", "seed=0,1", "report.out=../elsewhere"], 2, E + "report.out='../elsewhere' is invalid: a relative report folder must lie inside reports/"),
     ("lossbench", ["-m", "seed=0,1", "report.out=/"], 2, E + "report.out='/' is invalid: the folder exists, is not empty and holds no lossbench report"),

@@ -15,7 +15,7 @@ import pandas as pd
 
 from lossbench.report.document import Document
 from lossbench.report.load import Experiment, LazyClient
-from lossbench.report.metric import check_metric
+from lossbench.report.metric import check_metric, check_rope
 from lossbench.report.sections import (
     about,
     accounting,
@@ -147,11 +147,7 @@ def build_report(
     from lossbench.paths import check_report_dir, report_dir, shown, write_report
 
     metric = check_metric(metric)
-    if not (isinstance(rope, int | float) and 0 <= rope < 1):
-        from lossbench.errors import ConfigError
-
-        allowed = "must be a number in [0, 1), in the metric's units (0.01 = 1 point)"
-        raise ConfigError("--rope", rope, allowed)
+    rope = check_rope(rope)
     from lossbench.report.combine import default_name, load_experiments, resolve
 
     # a list: several experiments (names or globs) in one report, lossbench.report.combine

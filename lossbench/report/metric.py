@@ -51,3 +51,15 @@ def difference_range(metric: str) -> tuple[float, float] | None:
         return None
     span = bounds[1] - bounds[0]
     return (-span, span)
+
+
+def check_rope(rope, key: str = "--rope") -> float:
+    """The Bayesian signed-rank test's region of practical equivalence, checked: a number in [0, 1), in the
+    metric's units (0.01 = 1 point of a [0, 1] metric); else a ConfigError naming ``key``."""
+    import numbers
+
+    from lossbench.errors import ConfigError
+
+    if isinstance(rope, bool) or not isinstance(rope, numbers.Real) or not 0 <= rope < 1:
+        raise ConfigError(key, rope, "must be a number in [0, 1), in the metric's units (0.01 = 1 point)")
+    return float(rope)

@@ -133,9 +133,10 @@ def check_report(c: dict) -> dict:
     report = dict(c.get("report") or {})
     if report.get("enabled", True):
         from lossbench.paths import check_report_dir, report_dir
-        from lossbench.report.metric import check_metric
+        from lossbench.report.metric import check_metric, check_rope
 
         check_metric(report.get("metric") or "balanced_accuracy", key="report.metric")
+        report["rope"] = check_rope(report.get("rope", 0.01), key="report.rope")
         folder = report_dir(report.get("out"), c["tracking"]["experiment"])
         check_report_dir(folder)
         report["folder"] = str(folder)

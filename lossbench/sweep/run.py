@@ -288,6 +288,7 @@ def _report(checked, tracker, parent: str, sweep_id: str) -> bool:
             tracking_uri=checked.uri,
             out=report["folder"],
             metric=report.get("metric") or "balanced_accuracy",
+            rope=report.get("rope", 0.01),
             sweep=sweep_id,
             key="report.out",
         )

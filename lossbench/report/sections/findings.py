@@ -207,6 +207,9 @@ def _regime_finding(ctx: ReportContext, name: str, ratios: list[float]):
         return None
     best = max(comps, key=lambda c: c.mean_diff if u.higher else -c.mean_diff)
     models = ", ".join(sorted(runs["model"].unique()))
+    datasets = sorted(runs["data"].dropna().unique()) if "data" in runs else []
+    if len(datasets) > 1:  # each (dataset, model, ratio, seed) is one paired block: say the datasets are in
+        models = f"{len(datasets)} datasets ({', '.join(datasets)}), {models}"
     parts = [
         f"{name[0].upper()}{name[1:]}, pooled over {models} and seeds ({best.n} paired runs, "
         f"{len(comps) + 1} losses available on every model): "
