@@ -48,11 +48,9 @@ def _resolve_threads(c: dict, in_sweep: bool) -> None:
     if in_sweep:
         from hydra.core.hydra_config import HydraConfig
 
-        n_jobs = HydraConfig.get().launcher.get("n_jobs")
-        if isinstance(n_jobs, int) and n_jobs != 0:
-            from lossbench.sweep.launch import workers
+        from lossbench.sweep.launch import jobs_at_once
 
-            at_once = workers(n_jobs)
+        at_once = jobs_at_once(HydraConfig.get().launcher) or 1
     train["threads"] = torch_threads("auto", at_once)
 
 

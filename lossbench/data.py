@@ -653,9 +653,9 @@ def openml_cache(cfg: Mapping) -> tuple[Path, Path]:
         key = f"id-{int(cfg['data_id'])}"
     else:
         key = f"name-{cfg['dataset']}-v{cfg.get('version', 'active')}"
-    key = "".join(c if c.isalnum() or c in "-_." else "_" for c in key)
     if cfg.get("target") is not None:
-        key += "-target-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in str(cfg["target"]))
+        key += f"-target-{cfg['target']}"
+    key = "".join(c if c.isalnum() or c in "-_." else "_" for c in key)  # one safe file name
     return folder / f"{key}.parquet", folder / f"{key}.json"
 
 
@@ -673,12 +673,7 @@ def _openml(cfg: Mapping) -> Dataset:
     if table.is_file() and info.is_file():
         frame, details = pd.read_parquet(table), json.loads(info.read_text())
     elif not cfg["download_if_missing"]:
-        raise ConfigError(
-            "data.download_if_missing",
-            False,
-            f"{key}={value} is not in the cache {table.parent}",
-            "Set data.download_if_missing=true (needs a network) or data.data_home=<the folder holding it>.",
-        )
+        raise _not_cached(f"{key}={value}", str(table.parent))
     else:
         from sklearn.datasets import fetch_openml
 

@@ -34,6 +34,15 @@ def workers(n_jobs) -> int:
     return max(cores + 1 + n, 1) if n < 0 else n
 
 
+def jobs_at_once(launcher_cfg) -> int | None:
+    """How many jobs a launcher config runs at once on this machine: :func:`workers` of its ``n_jobs`` (the
+    lossbench and joblib launchers have one); None without a usable one (submitit: the scheduler decides)."""
+    n_jobs = launcher_cfg.get("n_jobs")
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0:
+        return None
+    return workers(n_jobs)
+
+
 @contextmanager
 def _env(values) -> None:
     """``hydra.job.env_set`` for the duration of a job."""

@@ -215,15 +215,14 @@ def run_sweep(sweeper, arguments: list[str]):
 def _concurrency(config, launcher, jobs: int) -> int | None:
     """How many jobs run at once: lossbench's launcher and Hydra's joblib launcher say (``n_jobs``); None
     for any other (submitit: the scheduler decides)."""
-    from lossbench.sweep.launch import workers
+    from lossbench.sweep.launch import jobs_at_once
 
     target = str(config.hydra.launcher.get("_target_", ""))
     if not (hasattr(launcher, "runs_in_process") or "hydra_joblib_launcher" in target):
         return None
-    try:
-        return max(1, min(workers(config.hydra.launcher.get("n_jobs", 1)), jobs))
-    except (ConfigError, TypeError, ValueError):
-        return None
+    n_jobs = config.hydra.launcher.get("n_jobs")
+    n = jobs_at_once({"n_jobs": 1 if n_jobs is None else n_jobs})
+    return None if n is None else max(1, min(n, jobs))
 
 
 def browse_hint(uri: str, experiment_id: str) -> str:
