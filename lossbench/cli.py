@@ -60,6 +60,15 @@ def _single_run(c: dict) -> float:
     from lossbench.pipeline import execute, prepare
 
     try:
+        from lossbench.tune import settings
+
+        if settings(c)["trials"] > 0:
+            raise ConfigError(
+                "tune.trials",
+                c["tune"]["trials"],
+                "tuning chooses knobs across the trials of a sweep, not in a single run",
+                "Add -m (python -m lossbench -m ... tune.trials=N), or set tune.trials=0.",
+            )
         prepared = prepare(c)  # every value and the data-dependent limits are checked before any run exists
         from lossbench.tracking import Tracker, check_store, tracking_uri
 
@@ -179,7 +188,14 @@ def main() -> None:
     except (CommandError, ConfigError) as e:
         fail(str(e))
     register_plugins()
-    hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")(_task)()
+    try:
+        hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")(_task)()
+    except KeyboardInterrupt:  # the sweep closed its runs KILLED on the way out; no traceback for a Ctrl-C
+        print(
+            "lossbench: interrupted (Ctrl-C): what finished is recorded; the same command again resumes",
+            file=sys.stderr,
+        )
+        sys.exit(130)
     from lossbench.sweep.run import exit_code
 
     if exit_code():

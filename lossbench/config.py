@@ -9,12 +9,15 @@ from functools import cache
 from pathlib import Path
 
 # Keys that say where a run is recorded, not what it computes: excluded from the fingerprint.
-NON_SEMANTIC_KEYS = ("tracking", "resume", "report", "vectorise_seeds")
+# tune: how a tuned sweep chose its knobs (lossbench.tune); a run's config holds the values it trained with.
+NON_SEMANTIC_KEYS = ("tracking", "resume", "report", "vectorise_seeds", "tune")
 # Nested keys that say how a run is computed on this machine, not what: also excluded from the fingerprint (a
 # re-run with other workers resumes). torch's CPU kernels reduce in an order that may depend on the thread
 # count, so runs at different counts can differ in the last digits (README "Reproducibility").
 # data.label only names the dataset in reports: renaming it resumes the same runs.
 NON_SEMANTIC_NESTED = (("train", "threads"), ("data", "label"))
+# keys of a loss config that are not its parameters: its name, and its search space (lossbench.tune)
+LOSS_NOT_PARAMS = ("name", "tune")
 
 
 def config_dir() -> Path:
@@ -62,10 +65,13 @@ def loss_float_params(name) -> tuple[str, ...]:
 
 
 def to_container(cfg) -> dict:
-    """The resolved config as plain Python, with real-valued keys as floats (10 -> 10.0)."""
+    """The resolved config as plain Python, with real-valued keys as floats (10 -> 10.0), without the loss's
+    search space (``loss.tune``: read by :func:`lossbench.tune.loss_space` from the composed config)."""
     from omegaconf import OmegaConf
 
     c = cfg if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=True)
+    if isinstance(c.get("loss"), dict):
+        c["loss"].pop("tune", None)  # the loss's search space (lossbench.tune.loss_space), not a parameter
     for dotted in _float_keys(c):
         *parents, leaf = dotted.split(".")
         node = c

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from lossbench.config import LOSS_NOT_PARAMS as NOT_PARAMS
 from lossbench.fitted import TrainResult
 
 ACTIVATIONS = ("relu", "tanh", "gelu", "sigmoid")
@@ -117,7 +118,7 @@ class TorchModel:
         from lossbench.losses import build_loss
 
         self.net, self.ctx = net, ctx
-        params = {k: v for k, v in ctx.loss.items() if k != "name"}
+        params = {k: v for k, v in ctx.loss.items() if k not in NOT_PARAMS}
         self.loss_fn = build_loss(
             ctx.loss["name"], num_classes=ctx.num_classes, class_counts=list(ctx.class_counts), **params
         )
@@ -160,7 +161,9 @@ class TorchModel:
         spec = LOSSES[self.ctx.loss["name"]]
         if not spec.probabilistic:
             return None
-        return spec.probability(self.logits(X), {k: v for k, v in self.ctx.loss.items() if k != "name"})
+        return spec.probability(
+            self.logits(X), {k: v for k, v in self.ctx.loss.items() if k not in NOT_PARAMS}
+        )
 
 
 def _sklearn_loss_wrapping(ctx: Context) -> dict:
@@ -175,7 +178,7 @@ def _sklearn_loss_wrapping(ctx: Context) -> dict:
     if name in ("weighted_ce", "class_balanced"):
         from lossbench.losses import class_weights
 
-        params = {k: v for k, v in loss.items() if k != "name"}
+        params = {k: v for k, v in loss.items() if k not in NOT_PARAMS}
         weights = class_weights(name, num_classes=ctx.num_classes, class_counts=list(counts), **params)
         return {"class_weights": weights.astype(np.float64)}  # the torch loss's weight buffer, in float64
     if name == "label_smoothing":
@@ -310,7 +313,7 @@ def _output_layer(width: int, ctx: Context):
     from lossbench.heads import output_layer
     from lossbench.losses import LOSSES
 
-    params = {k: v for k, v in ctx.loss.items() if k != "name"}
+    params = {k: v for k, v in ctx.loss.items() if k not in NOT_PARAMS}
     return output_layer(width, ctx.num_classes, LOSSES[ctx.loss["name"]].output_layer(params))
 
 

@@ -97,11 +97,13 @@ def prepare(cfg) -> Prepared:
     The split is computed once per process for each distinct :data:`SPLIT_KEYS` part of the config (the
     jobs of a sweep that differ only by model, loss or training settings share it); nothing downstream
     writes into its arrays."""
+    from lossbench.baselines import enabled as baselines_enabled
     from lossbench.compat import check_config
     from lossbench.config import to_container
 
     c = to_container(cfg)
     validate(c)
+    baselines_enabled(c)  # report.baselines: checked before any training
     realisation = check_config(c)
     key = split_key(c)
     split = _SPLITS.pop(key, None)
@@ -182,16 +184,19 @@ def build(p: Prepared):
 
 def result(p: Prepared, model, fit, **info) -> RunResult:
     """Evaluate a fitted model on the val and test splits and assemble its RunResult (``info`` adds keys)."""
-    from lossbench.imbalance import minority_classes
+    from lossbench.baselines import posthoc_metrics
 
     c, C = p.cfg, p.dataset.num_classes
-    imb = c["imbalance"]
-    minority = minority_classes(C, imb["profile"], float(imb.get("minority_fraction", 0.5)))
-    val_metrics, _, _ = evaluate(model, p.X_val, p.y_val, C, minority, "val")
+    minority = _minority(p)
+    val_metrics, _, proba_val = evaluate(model, p.X_val, p.y_val, C, minority, "val")
     test_metrics, y_pred, proba = evaluate(model, p.X_test, p.y_test, C, minority, "test")
+    # CE runs: post-hoc logit adjustment and temperature scaling of the same fitted model (report.baselines)
+    baseline_metrics = posthoc_metrics(
+        c, p.class_counts["fit"], p.y_val, proba_val, p.y_test, y_pred, proba, C, minority
+    )
     train_counts = np.array(p.class_counts["train"])
     return RunResult(
-        metrics={**val_metrics, **test_metrics},
+        metrics={**val_metrics, **test_metrics, **baseline_metrics},
         curves=fit.curves,
         class_counts=p.class_counts,
         class_names=p.dataset.class_names,
@@ -242,3 +247,17 @@ def execute(p: Prepared) -> RunResult:
 def run(cfg) -> RunResult:
     """One experiment end to end (no tracking): ``execute(prepare(cfg))``."""
     return execute(prepare(cfg))
+
+
+def validation_metrics(p: Prepared, model) -> dict[str, float]:
+    """A fitted model's metrics on the validation split alone (``val/...``): what tuning scores a trial by."""
+    metrics, _, _ = evaluate(model, p.X_val, p.y_val, p.dataset.num_classes, _minority(p), "val")
+    return metrics
+
+
+def _minority(p: Prepared) -> list[int]:
+    """The minority classes the metrics report on (the imbalance profile's)."""
+    from lossbench.imbalance import minority_classes
+
+    imb = p.cfg["imbalance"]
+    return minority_classes(p.dataset.num_classes, imb["profile"], float(imb.get("minority_fraction", 0.5)))

@@ -45,7 +45,14 @@ TAG_FAILURE = "lossbench.failure_reason"
 TAG_REALISATION = "lossbench.realisation"
 TAG_PROBA = "lossbench.probability_metrics"
 TAG_SWEEP_ID = "lossbench.sweep_id"
-TAG_ROLE = "lossbench.role"
+TAG_ROLE = "lossbench.role"  # sweep (a sweep's parent run), tuning (a cell's tuning parent), trial
+# tuned sweeps (lossbench.tune): a final run's variant (default | tuned), the cell it belongs to, a trial's
+# number and knob values, and the trial a tuned run's knobs came from
+TAG_VARIANT = "lossbench.variant"
+TAG_CELL = "lossbench.tune.cell"
+TAG_TRIAL = "lossbench.tune.trial"
+TAG_KNOBS = "lossbench.tune.knobs"
+TAG_TUNED_FROM = "lossbench.tune.trial_run"
 SWEEP_JOBS_ARTIFACT = "sweep_jobs.json"
 IDENTITY_TAGS = ("lossbench.host", "lossbench.pid", "lossbench.process_start")
 
@@ -329,6 +336,55 @@ class Tracker:
 
         _reporting(write, done)()
 
+    def finish_trial(self, run_id: str, metrics: dict[str, float], fit, value: float) -> None:
+        """A tuning trial's values (val metrics, the objective ``tune/value``, its training length) and its
+        end (FINISHED)."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        values = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
+        values.append(Metric("tune/value", float(value), now, 0))
+        length = {"fit_seconds": fit.seconds, "epochs_run": fit.epochs_run, "best_epoch": fit.best_epoch}
+        values += [Metric(f"train/{k}", float(v), now, 0) for k, v in length.items()]
+        self._log(run_id, metrics=values, params=self._pending.pop(run_id, []))
+        self.client.set_terminated(run_id, "FINISHED")
+
+    def log_params(self, run_id: str, params: dict[str, object]) -> None:
+        from mlflow.entities import Param
+
+        self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def trial_value(self, run_id: str | None) -> float | None:
+        """A trial run's objective ``tune/value`` when the run is FINISHED; else None."""
+        if not run_id:
+            return None
+        try:
+            run = self.client.get_run(run_id)
+        except Exception:  # deleted, or never stored
+            return None
+        value = run.data.metrics.get("tune/value")
+        return float(value) if run.info.status == "FINISHED" and value is not None else None
+
+    def finish_tuning(self, run_id: str, chosen, *, complete: bool) -> None:
+        """Close a cell's tuning parent with its choice (FINISHED once the study has all its trials)."""
+        from mlflow.entities import Metric, RunTag
+
+        now = int(time.time() * 1000)
+        metrics = [Metric("tune/trials", float(chosen.trials), now, 0)]
+        tags = [RunTag(TAG_KNOBS, json.dumps(chosen.values))]
+        if chosen.value is not None:
+            metrics.append(Metric("tune/best_value", chosen.value, now, 0))
+            tags += [RunTag("lossbench.tune.best_trial", str(chosen.trial))]
+        if chosen.trial_run:
+            tags.append(RunTag(TAG_TUNED_FROM, chosen.trial_run))
+        self.client.log_batch(run_id, metrics=metrics, tags=tags)
+        self.client.set_terminated(run_id, "FINISHED" if complete else "FAILED")
+
     def discard(self, run_id: str) -> None:
         """Delete a run this tracker started (a claim given up), with what it still held to store."""
         self._pending.pop(run_id, None)
@@ -469,8 +525,9 @@ class Tracker:
         self, fingerprint_: str | None = None, refs: list[RunRef] | None = None
     ) -> list[tuple[str, str]]:
         """Mark KILLED, with the reason as a tag, the RUNNING runs of this config (``fingerprint_``; ``refs``:
-        its runs as :meth:`runs_with_fingerprint` just gave them), or the RUNNING sweep parents (None), whose
-        process has certainly ended (:func:`lossbench.runtime.is_gone`). Returns (run id, reason) for each."""
+        its runs as :meth:`runs_with_fingerprint` just gave them), or the RUNNING sweep parents, tuning
+        parents and trials (None), whose process has certainly ended (:func:`lossbench.runtime.is_gone`).
+        Returns (run id, reason) for each."""
         from mlflow.entities import RunTag
 
         if fingerprint_ is None:
@@ -492,11 +549,17 @@ class Tracker:
         return settled
 
     def _running_parents(self) -> list[RunRef]:
+        """RUNNING sweep parents, and a tuned sweep's tuning parents and trials (they have no fingerprint
+        of a job that would settle them)."""
         runs = self.client.search_runs(
             [self.experiment_id],
-            filter_string=f"tags.`{TAG_ROLE}` = 'sweep' and attributes.status = 'RUNNING'",
+            filter_string=f"tags.`{TAG_ROLE}` != '' and attributes.status = 'RUNNING'",
         )
-        return [RunRef(r.info.run_id, r.info.status, r.info.start_time, dict(r.data.tags)) for r in runs]
+        return [
+            RunRef(r.info.run_id, r.info.status, r.info.start_time, dict(r.data.tags))
+            for r in runs
+            if r.data.tags.get(TAG_ROLE) in ("sweep", "tuning", "trial")
+        ]
 
 
 def _slow_fit(cfg: dict) -> bool:

@@ -179,7 +179,9 @@ def _validate_loss(cfg: Mapping, num_classes: int | None) -> None:
     from lossbench.losses import available_losses, validate_loss_params
 
     choice(cfg, "loss.name", available_losses())
-    params = {k: v for k, v in cfg["loss"].items() if k != "name"}
+    from lossbench.config import LOSS_NOT_PARAMS
+
+    params = {k: v for k, v in cfg["loss"].items() if k not in LOSS_NOT_PARAMS}
     try:
         validate_loss_params(cfg["loss"]["name"], num_classes=num_classes, **params)
     except (TypeError, ValueError) as e:

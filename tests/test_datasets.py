@@ -43,7 +43,9 @@ def test_two_csv_files_in_one_sweep_are_two_datasets_in_the_report(tmp_path):
     assert labels == ["grapes"] * 8 + ["tumours"] * 8
     summary = pd.read_csv(tmp_path / "reports" / "lossbench" / "summary.csv")
     assert sorted(summary["data"].unique()) == ["grapes", "tumours"]
-    assert len(summary) == 8 and (summary["n_seeds"] == 2).all()  # 2 tables x 2 ratios x 2 losses, 2 seeds
+    # 2 tables x 2 ratios x (2 losses + CE's post-hoc logit adjustment baseline), 2 seeds
+    assert len(summary) == 12 and (summary["n_seeds"] == 2).all()
+    assert sorted(summary["loss"].unique()) == ["ce", "ce_posthoc_la", "weighted_ce"]
     # each table's numbers are its own runs' (not pooled): the ce mean at rho 1 on grapes, recomputed
     grapes_ce = [
         r.data.metrics["test/balanced_accuracy"]

@@ -682,8 +682,10 @@ def test_yaml_matches_registry_and_builds(name):
     assert path.read_text().startswith("# "), "first line: a comment saying what the loss is"
     cfg = OmegaConf.load(path)
     assert cfg.name == name
-    params = {k: v for k, v in cfg.items() if k != "name"}
+    params = {k: v for k, v in cfg.items() if k not in ("name", "tune")}
     defaults = dict(LOSSES[name].params)
+    # its search space for tuned sweeps (lossbench.tune) names only its own parameters
+    assert set(cfg.get("tune") or {}) <= set(defaults), f"{path.name}: tune: {list(cfg.get('tune') or {})}"
     # same keys in the same order, same values of the same types (2 would pass for 2.0 otherwise)
     assert list(params) == list(defaults), f"{path.name}: keys {list(params)}, registered {list(defaults)}"
     assert {k: (type(v), v) for k, v in params.items()} == {k: (type(v), v) for k, v in defaults.items()}

@@ -23,6 +23,8 @@ from tests.conftest import run_cli
 
 SMOKE_RUNS = 20  # 2 models x 3 losses x 2 ratios x 2 seeds, minus focal on logreg (4 N/A)
 SMOKE_ROWS = 10  # (model, ratio, loss) settings: logreg 2 losses x 2 ratios + torch_mlp 3 x 2
+# plus the post-hoc baseline ce_posthoc_la of the CE runs (lossbench.baselines): 2 models x 2 ratios
+SMOKE_BASELINE_ROWS = 4
 
 
 def run_report(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -81,9 +83,14 @@ def test_summary_csv_matches_means_and_intervals_recomputed_from_mlflow(smoke):
         key = (p["model.name"], float(p["imbalance.ratio"]), p["loss.name"])
         groups[key].append(r.data.metrics["test/balanced_accuracy"])
     assert len(groups) == SMOKE_ROWS and sum(len(v) for v in groups.values()) == SMOKE_RUNS
+    for r in _children(smoke):  # CE runs carry their post-hoc logit-adjusted baseline as metrics
+        p = r.data.params
+        if p["loss.name"] == "ce":
+            key = (p["model.name"], float(p["imbalance.ratio"]), "ce_posthoc_la")
+            groups[key].append(r.data.metrics["baseline/ce_posthoc_la/test/balanced_accuracy"])
 
     csv = pd.read_csv(smoke / "reports" / "smoke" / "summary.csv")
-    assert len(csv) == SMOKE_ROWS
+    assert len(csv) == SMOKE_ROWS + SMOKE_BASELINE_ROWS == len(groups)
     for row in csv.itertuples():
         values = np.array(groups[(row.model, float(row.ratio), row.loss)])
         half = sps.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
@@ -128,9 +135,12 @@ def test_load_runs_reads_sqlite_directly_and_through_paged_search_runs_alike(smo
     monkeypatch.setattr(load, "_read_sqlite", lambda uri, experiment_id: None)
     monkeypatch.setattr(load, "PAGE_SIZE", 3)  # 20 runs + 1 parent (+ 20 runs of the resumed sweep): pages
     paged = load.load_runs("smoke", uri, scope="all")
-    assert len(paged) == SMOKE_RUNS and paged["run_id"].is_unique
+    # MLflow's runs, plus one row per post-hoc baseline of each CE run (2 baselines x 8 CE runs)
+    assert len(load.mlflow_runs(paged)) == SMOKE_RUNS and paged["run_id"].is_unique
+    assert len(paged) == SMOKE_RUNS + 2 * 8 and set(paged["baseline_of"].dropna()) <= set(paged["run_id"])
     assert set(paged["model"]) == {"logreg", "torch_mlp"} and set(paged["ratio"]) == {1.0, 5.0}
-    assert paged["test/balanced_accuracy"].between(0, 1).all() and paged["seed"].tolist().count(0) == 10
+    assert paged["test/balanced_accuracy"].dropna().between(0, 1).all()
+    assert load.mlflow_runs(paged)["seed"].tolist().count(0) == 10
     key = ["run_id"]
     a = direct.sort_values(key).reset_index(drop=True)
     b = paged.sort_values(key).reset_index(drop=True)

@@ -160,7 +160,8 @@ def test_a_sweep_over_three_datasets_reports_mean_ranks_recomputed_from_mlflow(t
     assert headings[headings.index("Findings") + 1] == "Across datasets"
     section = _section(readme)
     assert "over 3 datasets (breast\\_cancer, digits, wine)" in section
-    assert "Friedman test over N = 3 datasets and k = 3 losses" in section
+    # k = 4: the 3 losses and the CE runs' post-hoc logit adjustment, ce_posthoc_la (lossbench.baselines)
+    assert "Friedman test over N = 3 datasets and k = 4 losses" in section
     assert "Wins/ties/losses against ce over datasets" in section
     assert (tmp_path / "reports" / "lossbench" / "figures" / "cd_datasets_logreg_5.png").is_file()
 
@@ -177,12 +178,15 @@ def test_a_sweep_over_three_datasets_reports_mean_ranks_recomputed_from_mlflow(t
     for r in runs:
         p = r.data.params
         values[(float(p["imbalance.ratio"]), p["data.label"], p["loss.name"])].append(r.data.metrics[COLUMN])
+        if p["loss.name"] == "ce":
+            la = r.data.metrics[f"baseline/ce_posthoc_la/{COLUMN}"]
+            values[(float(p["imbalance.ratio"]), p["data.label"], "ce_posthoc_la")].append(la)
     tables = _mean_rank_tables(section)
     assert len(tables) == 2
     for ratio in (1.0, 5.0):
         (heading,) = [h for h in tables if h.startswith(f"model = logreg · ρ = {ratio:g}")]
         losses = sorted(tables[heading])
-        assert losses == ["ce", "logit_adjusted", "weighted_ce"]
+        assert losses == ["ce", "ce_posthoc_la", "logit_adjusted", "weighted_ce"]
         ranks = defaultdict(list)
         for data in ("wine", "breast_cancer", "digits"):
             means = [sum(values[(ratio, data, x)]) / 3 for x in losses]

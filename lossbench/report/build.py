@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from lossbench.report.document import Document
-from lossbench.report.load import Experiment, LazyClient
+from lossbench.report.load import Experiment, LazyClient, mlflow_runs
 from lossbench.report.metric import check_metric, check_rope
 from lossbench.report.sections import (
     about,
@@ -27,6 +27,7 @@ from lossbench.report.sections import (
     regularization,
     results,
     significance,
+    tuning,
 )
 from lossbench.report.sections.context import ReportContext
 from lossbench.report.stats import ROPE
@@ -58,9 +59,13 @@ class ReportBuilder:
 
     def intro(self) -> None:
         about.intro(self.ctx)
+        tuning.intro(self.ctx)  # a tuned sweep: what its numbers are
 
     def findings(self) -> None:
         findings.findings(self.ctx)
+
+    def tuning(self) -> None:
+        tuning.tuning(self.ctx)
 
     def across_datasets(self) -> None:
         datasets.datasets(self.ctx)
@@ -103,7 +108,8 @@ class ReportBuilder:
             self.na_matrix()
             return self.doc
         findings_at = len(self.doc.blocks)
-        self.across_datasets()  # right after the findings (inserted before it below)
+        self.tuning()  # right after the findings (inserted before it below); only for a tuned sweep
+        self.across_datasets()
         self.glance()
         self.accounting()
         self.main_tables()
@@ -158,7 +164,7 @@ def build_report(
     exp = load_experiments(names, tracking_uri, scope=sweep)
     log.info(
         "report: %d runs of experiment '%s' read in %.1f s",
-        len(exp.runs),
+        len(mlflow_runs(exp.runs)),  # MLflow's runs, not the post-hoc baseline rows made from them
         exp.name,
         time.perf_counter() - started,
     )
@@ -184,6 +190,8 @@ def _write(exp: Experiment, metric: str, staging: Path, rope: float = ROPE) -> N
     (staging / "README.md").write_text(to_markdown(doc), encoding="utf-8")
     builder.summary.to_csv(staging / "summary.csv", index=False)
     pd.DataFrame(builder.comparisons).to_csv(staging / "comparisons.csv", index=False)
+    if builder.ctx.tuning is not None:  # a tuned sweep: default vs tuned per cell (the Tuning section)
+        builder.ctx.tuning_rows.to_csv(staging / "tuning.csv", index=False)
 
 
 __all__ = ["build_report"]

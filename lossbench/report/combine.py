@@ -97,6 +97,7 @@ def load_experiments(
     runs = pd.concat(frames, ignore_index=True) if frames else parts[0].runs
     sweeps = sorted((s for p in parts for s in p.sweeps), key=lambda s: s.start_time, reverse=True)
     curve_keys = {k: v for p in parts for k, v in p.curve_keys.items()}
+    trials = [p.trials for p in parts if not p.trials.empty]
     return Combined(
         name=" + ".join(names),
         uri=parts[0].uri,
@@ -104,5 +105,6 @@ def load_experiments(
         sweeps=sweeps,
         scope=scope,
         curve_keys=curve_keys,
+        trials=pd.concat(trials, ignore_index=True) if trials else parts[0].trials,
         names=list(names),
     )

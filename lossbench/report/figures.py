@@ -482,3 +482,105 @@ def training_curves(table: pd.DataFrame, colours: dict, path: Path, title: str) 
     _legend(fig, colours, list(table["loss"].unique()))
     fig.suptitle(title)
     return _save(fig, path)
+
+
+LOG_DECADES = 2  # a knob whose tried values span more than this many decades gets a log x axis
+
+
+def tuning_sensitivity(
+    points: pd.DataFrame, order: list[str], path: Path, *, ylabel: str, ncols: int = 4
+) -> Path | None:
+    """The objective of every tuning trial against each knob it tried: one small panel per (loss, knob)
+    (columns ``loss``, ``knob``, ``value``, ``objective``, ``setting``, ``chosen``), the losses in ``order``,
+    one colour per setting (model · ρ ...) shared by every panel, the chosen trials ringed in black. A knob
+    whose values span more than LOG_DECADES decades (a learning rate, a regularization strength) gets a log
+    x axis."""
+    import seaborn as sns
+
+    if points.empty:
+        return None
+    panels = [
+        (loss, knob, group)
+        for loss in order
+        for knob, group in points[points["loss"] == loss].groupby("knob", sort=True)
+    ]
+    if not panels:
+        return None
+    settings = sorted(points["setting"].unique())
+    colours = dict(
+        zip(
+            settings, sns.color_palette("Dark2" if len(settings) <= 8 else "husl", len(settings)), strict=True
+        )
+    )
+    width = min(ncols, len(panels))
+    nrows = -(-len(panels) // width)
+    fig, axes = _figure(nrows, width, 2.8, 2.4)
+    # one scale per knob, over every loss's trials: the panels of a knob read alike
+    spread = points.groupby("knob")["value"].agg(["min", "max"])
+    log = {k: bool(r["min"] > 0 and r["max"] > 10**LOG_DECADES * r["min"]) for k, r in spread.iterrows()}
+    for ax, (loss, knob, group) in zip(axes.flat, panels, strict=False):
+        sns.scatterplot(
+            data=group,
+            x="value",
+            y="objective",
+            hue="setting",
+            palette=colours,
+            s=18,
+            alpha=0.75,
+            ax=ax,
+            legend=False,
+            linewidth=0,
+        )
+        best = group[group["chosen"]]
+        if not best.empty:
+            ax.scatter(best["value"], best["objective"], s=70, facecolors="none", edgecolors="black", lw=1.2)
+        if log[knob]:
+            ax.set_xscale("log")
+        ax.set_title(f"{loss} · {knob}", fontsize=9)
+        ax.set_xlabel(knob, fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=colours[s], marker="o", ls="none", label=s) for s in settings]
+    handles.append(Line2D([], [], color="black", marker="o", mfc="none", ls="none", label="chosen trial"))
+    fig.legend(handles=handles, loc="outside right center", frameon=False)
+    return _save(fig, path)
+
+
+def tuning_gains(
+    table: pd.DataFrame, order: list[str], colours: dict, path: Path, *, xlabel: str, scale: float = 1.0
+) -> Path | None:
+    """Tuned − default per loss with its 95% interval, one panel per setting (columns ``setting``, ``loss``,
+    ``gain``, ``ci_low``, ``ci_high``; values times ``scale``: 100 for points), a line at 0."""
+    table = table[np.isfinite(table["gain"].astype(float))]
+    if table.empty:
+        return None
+    settings = list(dict.fromkeys(table["setting"]))
+    ncols = min(3, len(settings))
+    nrows = -(-len(settings) // ncols)
+    losses = [x for x in order if x in set(table["loss"])]
+    losses += sorted(set(table["loss"]) - set(losses))
+    fig, axes = _figure(nrows, ncols, 3.8, 0.32 * len(losses) + 1.3)
+    for ax, setting in zip(axes.flat, settings, strict=False):
+        rows = table[table["setting"] == setting]
+        for _, r in rows.iterrows():
+            y = losses.index(r["loss"])
+            gain, low, high = (scale * float(r[k]) for k in ("gain", "ci_low", "ci_high"))
+            colour = colours.get(r["loss"], "0.3")
+            if np.isfinite(low) and np.isfinite(high):
+                ax.plot([low, high], [y, y], color=colour, lw=2, alpha=0.6)
+            ax.plot([gain], [y], marker="o", color=colour, ms=6)
+        ax.axvline(0, color="0.4", lw=1, ls="--")
+        ax.set_yticks(range(len(losses)), losses, fontsize=8)
+        ax.set_ylim(len(losses) - 0.5, -0.5)
+        ax.set_title(setting, fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.tick_params(axis="x", labelsize=7)
+        ax.grid(axis="x", alpha=0.3)
+    for ax in axes.flat[len(settings) :]:
+        ax.set_visible(False)
+    return _save(fig, path)

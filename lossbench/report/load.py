@@ -9,14 +9,23 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+# post-hoc baselines of CE runs (lossbench.baselines): each becomes a row of its own, "loss" = its name
+from lossbench.baselines import BASELINES as BASELINES  # re-exported: name -> what the baseline is
+from lossbench.baselines import expand_baselines
+from lossbench.baselines import mlflow_runs as mlflow_runs
 from lossbench.errors import ConfigError
 from lossbench.store import connect_read_only, local_artifact_dir, query, readable
 from lossbench.tracking import (
     SWEEP_JOBS_ARTIFACT,
+    TAG_CELL,
     TAG_FINGERPRINT,
+    TAG_KNOBS,
     TAG_REALISATION,
     TAG_ROLE,
     TAG_SWEEP_ID,
+    TAG_TRIAL,
+    TAG_TUNED_FROM,
+    TAG_VARIANT,
     tracking_uri,
 )
 
@@ -41,6 +50,9 @@ AXES = {
     "seed": "seed",
 }
 NUMERIC_AXES = ("ratio", "strength", "seed")
+# runs that are no result of their own: a sweep's parent, a tuned cell's study (role "tuning") and its trials
+# (role "trial": validation only, in Experiment.trials)
+NOT_RESULTS = ("sweep", "tuning", "trial")
 
 
 @dataclass
@@ -72,6 +84,8 @@ class Experiment:
     sweeps: list[Sweep]  # the sweeps in scope, newest first
     scope: str  # "latest", "all" or a sweep id
     curve_keys: dict[str, list[str]] = field(default_factory=dict)  # run id -> its curve/* metric keys
+    # the tuning trials of the tuned cells in scope (tune.trials > 0), one row per trial (_trials)
+    trials: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def _client(uri: str):
@@ -298,6 +312,12 @@ def _row(run) -> dict:
         "fingerprint": tags.get(TAG_FINGERPRINT),
         "realisation": tags.get(TAG_REALISATION),
         "failure_reason": tags.get("lossbench.failure_reason"),
+        # tuned sweeps: "default" or "tuned" (no tag: an untuned sweep's run, "default"), the tuning cell,
+        # the knobs (parsed JSON) and the chosen trial's run id
+        "variant": tags.get(TAG_VARIANT) or "default",
+        "cell": tags.get(TAG_CELL),
+        "knobs": _value(tags.get(TAG_KNOBS)),
+        "tuned_from": tags.get(TAG_TUNED_FROM),
         "class_names": _value(params.get("data.class_names")),
         "train_counts": _value(params.get("class_counts.train")),
         "test_counts": _value(params.get("class_counts.test")),
@@ -343,6 +363,46 @@ def _statuses(client, sweep: Sweep) -> list[dict]:
     return read_json_artifact(client, sweep.run_id, sweep.artifact_uri, SWEEP_JOBS_ARTIFACT) or []
 
 
+TRIAL_COLUMNS = ["run_id", "cell", "trial", "knobs", "tune/value", "parent_run_id", "sweep_id", *AXES]
+
+
+def _trials(everything: list) -> pd.DataFrame:
+    """The tuning trials among the runs (role "trial"), as :func:`_frame` rows with the trial's number;
+    ``sweep_id`` from the trial's own tag, else its tuning run's (role "tuning", the trial's parent)."""
+    studies = {r.info.run_id: r for r in everything if r.data.tags.get(TAG_ROLE) == "tuning"}
+    found = [r for r in everything if r.data.tags.get(TAG_ROLE) == "trial"]
+    if not found:
+        return pd.DataFrame(columns=TRIAL_COLUMNS)
+    trials = _frame(found)
+    trials["trial"] = pd.to_numeric(
+        pd.Series([r.data.tags.get(TAG_TRIAL) for r in found], index=trials.index), errors="coerce"
+    ).astype("Int64")
+    study_sweep = trials["parent_run_id"].map(
+        lambda p: studies[p].data.tags.get(TAG_SWEEP_ID) if p in studies else None
+    )
+    trials["sweep_id"] = trials["sweep_id"].fillna(study_sweep)
+    return trials.sort_values(["cell", "trial"], kind="stable").reset_index(drop=True)
+
+
+def is_variant(runs: pd.DataFrame, name: str) -> pd.Series:
+    """Whether each run is of variant ``name``: a run whose defaults were the tuned choice (or that had
+    nothing to tune) is both, ``"default tuned"``."""
+    return runs["variant"].map(lambda v: name in str(v).split())
+
+
+def _in_scope(trials: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """The trials of the studies whose chosen trials the tuned runs in scope name (``tuned_from``); for a
+    tuned cell whose chosen trial is not among them, its trials from the sweeps of the runs in scope."""
+    if trials.empty or runs.empty or "cell" not in runs:
+        return trials.iloc[0:0].reset_index(drop=True)
+    tuned = runs[is_variant(runs, "tuned")]
+    studies = set(trials.loc[trials["run_id"].isin(set(tuned["tuned_from"].dropna())), "parent_run_id"])
+    by_study = trials["parent_run_id"].isin(studies)
+    rest = set(tuned["cell"].dropna()) - set(trials.loc[by_study, "cell"])
+    by_sweep = trials["cell"].isin(rest) & trials["sweep_id"].isin(set(tuned["sweep_id"].dropna()))
+    return trials[by_study | by_sweep].reset_index(drop=True)
+
+
 def load_experiment(
     experiment: str, tracking_uri_: str | None = None, *, scope: str = "latest"
 ) -> Experiment:
@@ -353,7 +413,8 @@ def load_experiment(
     exp_id = _experiment_id(client, experiment, uri)
     everything = _search_all(client, exp_id, uri)
     parents = [r for r in everything if r.data.tags.get(TAG_ROLE) == "sweep"]
-    children = [r for r in everything if r.data.tags.get(TAG_ROLE) != "sweep"]
+    children = [r for r in everything if r.data.tags.get(TAG_ROLE) not in NOT_RESULTS]
+    trials = _trials(everything)
     sweeps = _sweeps(parents)
     runs = _frame(children)
     curve_keys = {
@@ -368,7 +429,8 @@ def load_experiment(
             runs = runs.sort_values("start_time", ascending=False)
             done = runs[runs["status"] == "FINISHED"].drop_duplicates("fingerprint")
             runs = pd.concat([done, runs[runs["status"] != "FINISHED"]])
-        return Experiment(experiment, uri, runs.reset_index(drop=True), chosen, "all", curve_keys)
+        runs = expand_baselines(runs.reset_index(drop=True))
+        return Experiment(experiment, uri, runs, chosen, "all", curve_keys, _in_scope(trials, runs))
 
     if scope == "latest":
         sweep = sweeps[0]
@@ -386,16 +448,23 @@ def load_experiment(
     ids = {st["run_id"] for st in sweep.statuses if st.get("run_id")}
     if not runs.empty:  # its own runs, and the earlier runs it resumed
         runs = runs[runs["sweep_id"].eq(sweep.sweep_id) | runs["run_id"].isin(ids)]
-    return Experiment(experiment, uri, runs.reset_index(drop=True), [sweep], sweep.sweep_id, curve_keys)
+    runs = expand_baselines(runs.reset_index(drop=True))
+    return Experiment(experiment, uri, runs, [sweep], sweep.sweep_id, curve_keys, _in_scope(trials, runs))
 
 
 def load_runs(experiment: str, tracking_uri: str | None = None, *, scope: str = "latest") -> pd.DataFrame:
-    """The runs of an MLflow experiment as a tidy DataFrame, one row per run (for notebooks and the report).
+    """The runs of an MLflow experiment as a tidy DataFrame, one row per run (for notebooks and the report),
+    plus one row per post-hoc baseline a CE run logged (``loss`` = ``ce_posthoc_la`` / ``ce_temperature``,
+    ``baseline_of`` = the CE run's id; :data:`BASELINES`, :func:`mlflow_runs` drops them).
 
     Columns: ``run_id, run_name, status, sweep_id, fingerprint, realisation``, the swept axes ``data,
     model, loss, ratio, profile, regularization, strength, rebalance, seed``, every logged metric under its
     MLflow name (``test/balanced_accuracy``, ``val/ece``, ``train/fit_seconds`` ...; the epoch curves come
     from :func:`load_curves`), the class names, training and test counts, and every param as ``params.<key>``.
+    A tuned sweep's runs also say ``variant`` (``default``, ``tuned``, or ``default tuned`` when the defaults
+    were chosen; ``default`` for an untuned sweep's),
+    ``cell``, ``knobs`` (a dict) and ``tuned_from`` (the chosen trial's run id); its trials are not runs here
+    but ``load_experiment(...).trials``.
 
     ``scope``: ``"latest"`` (default: the newest sweep, including the runs it resumed from earlier sweeps),
     ``"all"`` (every run; a config run twice counts once, its newest FINISHED run), or a sweep id.

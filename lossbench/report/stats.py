@@ -155,8 +155,10 @@ def summarize(
     table = pd.DataFrame(rows)
     if table.empty:
         return table
+    # means equal up to float rounding tie (the same recalls averaged in another order differ in the last bit)
     table["rank"] = (
-        table.groupby(axes, dropna=False)["mean"]
+        table.assign(rounded=table["mean"].round(12))
+        .groupby(axes, dropna=False)["rounded"]
         .rank(ascending=not higher_is_better, method="min")
         .astype(int)
     )

@@ -261,7 +261,7 @@ def _start_job(c: dict, job_dir, num: int, info: dict) -> _Started | None:
             if attempt == 0:
                 log.info("%s running", label_)
                 prepared = prepare(c)  # checked by the sweeper already; a ConfigError here is a change since
-            tags = {TAG_SWEEP_ID: info["id"]}
+            tags = {TAG_SWEEP_ID: info["id"], **info.get("job_tags", {}).get(fp, {})}
             run_id = tracker.start(c, parent_run_id=info["parent_run_id"], extra_tags=tags)
             if not claims or _keep_claim(tracker, fp, run_id, label_):
                 return _Started(num, label_, prepared, run_id, tracker, write, progress)

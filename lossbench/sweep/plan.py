@@ -13,7 +13,7 @@ from lossbench.errors import CommandError, ConfigError
 log = logging.getLogger("lossbench")
 
 # keys that say where a sweep is recorded: one sweep is one MLflow experiment and one report
-_SWEEP_WIDE = ("tracking", "report", "resume", "vectorise_seeds")
+_SWEEP_WIDE = ("tracking", "report", "resume", "vectorise_seeds", "tune")
 
 
 @dataclass
@@ -36,6 +36,8 @@ class Plan:
     report: dict
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    tune: dict = field(default_factory=dict)  # tune.* checked (lossbench.tune.settings)
+    cells: list = field(default_factory=list)  # a tuned sweep's cells (lossbench.tune.Cell)
 
     @property
     def to_run(self) -> list[Job]:
@@ -129,8 +131,12 @@ def check_jobs(jobs: list[Job]) -> None:
 
 
 def check_report(c: dict) -> dict:
-    """The report settings, checked (metric, output folder) when the report is enabled."""
+    """The report settings, checked (metric, output folder) when the report is enabled; ``baselines``
+    always (it says what the CE runs log)."""
+    from lossbench.baselines import enabled as baselines_enabled
+
     report = dict(c.get("report") or {})
+    report["baselines"] = baselines_enabled(c)
     if report.get("enabled", True):
         from lossbench.paths import check_report_dir, report_dir
         from lossbench.report.metric import check_metric, check_rope
@@ -155,10 +161,16 @@ def plan(composer, grid: list[list[str]]) -> Plan:
     c = jobs[0].c
     check_experiment_name(c["tracking"]["experiment"])
     report = check_report(c)
+    from lossbench.tune import cells, settings
+
+    tune = settings(c)
     check_jobs(jobs)
+    tuned = cells(jobs) if tune["trials"] > 0 else []
     uri = tracking_uri(c["tracking"]["uri"])
     check_store(uri)
-    return Plan(jobs, uri, c["tracking"]["experiment"], report, time.perf_counter() - started)
+    return Plan(
+        jobs, uri, c["tracking"]["experiment"], report, time.perf_counter() - started, tune=tune, cells=tuned
+    )
 
 
 def settle_finished(plan_: Plan, tracker) -> None:

@@ -132,68 +132,81 @@ def run_sweep(sweeper, arguments: list[str]):
     )
     for run_id, reason in tracker.settle_interrupted(None):
         log.warning(
-            "sweep run %s was left RUNNING by a process that is gone: marked KILLED (%s)",
+            "run %s (a sweep parent, tuning parent or trial) was left RUNNING by a process that is gone: "
+            "marked KILLED (%s)",
             run_id,
             reason,
         )
-    settle_finished(checked, tracker)
+    settle_finished(checked, tracker)  # a tuned sweep's tuned jobs are settled once they exist (_tune)
     target = str(config.hydra.launcher.get("_target_", ""))
     advice = launcher_advice(target) if _parallel(config) else None
     if advice:
         log.warning(advice)
 
     folder = claim_folder(Path(str(config.hydra.sweep.dir)))
-    to_run = checked.to_run
-    pin = _pin_folder(to_run, folder)
     from omegaconf import open_dict, read_write
 
     with read_write(config.hydra), open_dict(config.hydra):
         config.hydra.sweep.dir = str(folder)  # the launcher makes its job folders under it
-    vectorise = bool(to_run) and _vectorise_seeds(to_run[0].c, to_run[0].cfg)
-    groups = seed_groups([j.overrides for j in to_run]) if vectorise else {}
     sweep_id = uuid.uuid4().hex[:12]
     swept = sweeper.params or {}
+    parent_params = {
+        "sweep.params": json.dumps(dict(swept)),
+        "sweep.overrides": json.dumps(list(config.hydra.overrides.task)),
+    }
+    if not checked.cells:  # a tuned sweep knows its number of jobs once the cells have chosen
+        parent_params["sweep.jobs"] = len(grid)
     parent = tracker.start_parent(
         name=f"sweep-{checked.experiment}-{time.strftime('%Y%m%d-%H%M%S')}",
         tags={TAG_SWEEP_ID: sweep_id, "lossbench.sweep_dir": str(folder.resolve()), TAG_ROLE: "sweep"},
-        params={
-            "sweep.jobs": len(grid),
-            "sweep.params": json.dumps(dict(swept)),
-            "sweep.overrides": json.dumps(list(config.hydra.overrides.task)),
-        },
+        params=parent_params,
     )
-    info = {
-        "parent_run_id": parent,
-        "uri": checked.uri,
-        "experiment": checked.experiment,
-        "total": len(to_run),
-        "grid": len(grid),
-        "id": sweep_id,
-        "seed_groups": groups,  # leader job number -> [[job number, seed], ...]
-        "seed_leaders": {str(num): int(lead) for lead, group in groups.items() for num, _ in group},
-        # for the jobs' elapsed time and ETA (lossbench.sweep.jobs.Progress)
-        "dir": str(folder.resolve()),
-        "workers": _concurrency(config, launcher, len(to_run)),
-        "started": time.time(),
-    }
-    (folder / "lossbench_sweep.json").write_text(json.dumps(info))
-    na, resumed = checked.settled("skipped"), checked.settled("resumed")
-    log.info(
-        "sweep of %d jobs into MLflow experiment '%s' (parent run %s) at %s: %d to run, %d N/A, %d FINISHED "
-        "already",
-        len(grid),
-        checked.experiment,
-        parent,
-        checked.uri,
-        len(to_run),
-        len(na),
-        len(resumed),
-    )
-    if groups:
-        log.info("%d groups of jobs that differ only by seed train as vectorised ensembles", len(groups))
+    job_tags: dict[str, dict] = {}
+    to_run: list = []
     settled = [j.status for j in checked.jobs if j.status is not None]
     returns = []
     try:
+        if checked.cells:
+            workers = _concurrency(config, launcher, len(checked.cells))
+            job_tags = _tune(checked, composer, tracker, parent, sweep_id, workers, folder)
+            tracker.log_params(parent, {"sweep.jobs": len(checked.jobs)})
+            settle_finished(checked, tracker)
+            _tag_resumed(checked, tracker, job_tags)
+        to_run = checked.to_run
+        pin = _pin_folder(to_run, folder)
+        vectorise = bool(to_run) and _vectorise_seeds(to_run[0].c, to_run[0].cfg)
+        groups = seed_groups([j.overrides for j in to_run]) if vectorise else {}
+        info = {
+            "parent_run_id": parent,
+            "uri": checked.uri,
+            "experiment": checked.experiment,
+            "total": len(to_run),
+            "grid": len(checked.jobs),
+            "id": sweep_id,
+            "seed_groups": groups,  # leader job number -> [[job number, seed], ...]
+            "seed_leaders": {str(num): int(lead) for lead, group in groups.items() for num, _ in group},
+            # for the jobs' elapsed time and ETA (lossbench.sweep.jobs.Progress)
+            "dir": str(folder.resolve()),
+            "workers": _concurrency(config, launcher, len(to_run)),
+            "started": time.time(),
+            "job_tags": job_tags,  # fingerprint -> tags of a tuned sweep's final runs
+        }
+        (folder / "lossbench_sweep.json").write_text(json.dumps(info))
+        na, resumed = checked.settled("skipped"), checked.settled("resumed")
+        log.info(
+            "sweep of %d jobs into MLflow experiment '%s' (parent run %s) at %s: %d to run, %d N/A, %d "
+            "FINISHED already",
+            len(checked.jobs),
+            checked.experiment,
+            parent,
+            checked.uri,
+            len(to_run),
+            len(na),
+            len(resumed),
+        )
+        if groups:
+            log.info("%d groups of jobs that differ only by seed train as vectorised ensembles", len(groups))
+        settled = [j.status for j in checked.jobs if j.status is not None]
         if to_run:
             if hasattr(launcher, "use_configs"):
                 launcher.use_configs({tuple([*j.overrides, pin]): j.cfg for j in to_run})
@@ -202,7 +215,7 @@ def run_sweep(sweeper, arguments: list[str]):
         _close(tracker, parent, folder, settled, len(to_run), status="KILLED", reason="interrupted (Ctrl-C)")
         raise
     except BaseException as e:
-        reason = f"the launcher failed: {e}"
+        reason = f"the launcher failed: {e}" if to_run else f"{type(e).__name__}: {e}"
         _close(tracker, parent, folder, settled, len(to_run), status="FAILED", reason=reason)
         raise
     counts, missing = _close(tracker, parent, folder, settled, len(to_run))
@@ -210,6 +223,72 @@ def run_sweep(sweeper, arguments: list[str]):
     if counts["failed"] or missing or not reported:
         _EXIT["code"] = 1
     return returns
+
+
+def _tune(
+    checked, composer, tracker, parent: str, sweep_id: str, workers: int | None, folder: Path
+) -> dict[str, dict]:
+    """Tune every cell (lossbench.tune), then make the sweep's jobs its final runs: each cell's default jobs
+    (unless ``tune.defaults=false``) and its tuned jobs, the chosen knobs as overrides, composed and checked
+    like the grid's. Returns the tags of the final runs by fingerprint."""
+    from functools import partial
+
+    from lossbench.sweep.jobs import _tracker
+    from lossbench.sweep.plan import check_jobs, compose_jobs
+    from lossbench.tracking import TAG_CELL, TAG_KNOBS, TAG_TUNED_FROM, TAG_VARIANT
+    from lossbench.tune import storage_path, tune_all, tuned_overrides
+
+    t = checked.tune
+    ctx = {
+        "settings": t,
+        "tracker": partial(_tracker, checked.uri, checked.experiment),
+        "experiment": checked.experiment,
+        "storage": storage_path(checked.jobs[0].c, checked.uri),
+        "sweep_id": sweep_id,
+        "parent": parent,
+        "workers": workers or 1,
+        "dir": str(folder / "tuning"),  # the cells' progress ledger
+        "started": time.time(),
+    }
+    (folder / "tuning").mkdir(exist_ok=True)
+    n_trials = sum(1 for cell in checked.cells if cell.knobs) * int(t["trials"])
+    log.info(
+        "tuning %d cells with %d trials each (%d trials; studies in %s)",
+        len(checked.cells),
+        int(t["trials"]),
+        n_trials,
+        ctx["storage"],
+    )
+    chosen = tune_all(checked.cells, ctx, workers or 1)
+    tags: dict[str, dict] = {}
+    tuned_jobs = []
+    dropped = set()
+    for cell in checked.cells:
+        choice = chosen[cell.id]
+        for job in cell.jobs:
+            base = {TAG_CELL: cell.id, TAG_KNOBS: json.dumps(choice.values)}
+            tuned = compose_jobs(composer, [tuned_overrides(job, choice)])[0] if choice.values else job
+            if tuned.fingerprint == job.fingerprint:  # the defaults won (or nothing to tune): one run serves
+                tags[job.fingerprint] = {**base, TAG_VARIANT: "default tuned"}
+            else:
+                tags[job.fingerprint] = {TAG_CELL: cell.id, TAG_VARIANT: "default"}
+                tags[tuned.fingerprint] = {**base, TAG_VARIANT: "tuned"}
+                tuned_jobs.append(tuned)
+                if not t["defaults"]:
+                    dropped.add(id(job))
+            if choice.trial_run:
+                tags[tuned.fingerprint][TAG_TUNED_FROM] = choice.trial_run
+    check_jobs(tuned_jobs)
+    checked.jobs = [j for j in checked.jobs if id(j) not in dropped] + tuned_jobs
+    return tags
+
+
+def _tag_resumed(checked, tracker, job_tags: dict[str, dict]) -> None:
+    """Runs of earlier sweeps that a tuned sweep resumes get its tags (variant, cell), as its own runs do."""
+    for job in checked.settled("resumed"):
+        tags = job_tags.get(job.fingerprint)
+        if tags and job.status.get("run_id"):
+            tracker.set_tags(job.status["run_id"], tags)
 
 
 def _concurrency(config, launcher, jobs: int) -> int | None:

@@ -9,6 +9,7 @@ import time
 import pandas as pd
 
 from lossbench.report.document import B, Bullets, Code, Heading, Para, Table
+from lossbench.report.load import mlflow_runs
 from lossbench.report.sections.context import ReportContext
 from lossbench.report.sections.formatting import fmt_ratios
 
@@ -168,7 +169,8 @@ def accounting(ctx: ReportContext) -> None:
         )
     if rows:
         ctx.doc.add(Table(header, rows, caption="Run accounting", align_right_from=2))
-    by_status = exp.runs["status"].value_counts().to_dict() if not exp.runs.empty else {}
+    mlflow = mlflow_runs(exp.runs)  # MLflow's runs, not the rows of the post-hoc baselines
+    by_status = mlflow["status"].value_counts().to_dict() if not mlflow.empty else {}
     ctx.doc.add(
         Para(
             [
@@ -229,7 +231,7 @@ def na_matrix(ctx: ReportContext) -> None:
         if st["status"] == "failed":
             failed_at.setdefault(key, set()).add(float(st["job"].get("ratio", math.nan)))
     if not cells:  # no sweep bookkeeping (single runs): what MLflow holds
-        for (loss, model), group in ctx.exp.runs.groupby(["loss", "model"]):
+        for (loss, model), group in mlflow_runs(ctx.exp.runs).groupby(["loss", "model"]):
             cells[(loss, model)] = {"finished": int((group["status"] == "FINISHED").sum())}
     models = sorted({m for _, m in cells})
     losses = [x for x in ctx.losses if any((x, m) in cells for m in models)]

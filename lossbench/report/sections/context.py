@@ -9,12 +9,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lossbench.baselines import CALIBRATION_ONLY, comparable
 from lossbench.report import figures as fig
 from lossbench.report import stats
 from lossbench.report.document import Document, Image
 from lossbench.report.load import Experiment, finished
 from lossbench.report.metric import difference_range
 from lossbench.report.sections.formatting import Units
+from lossbench.report.tuning import Tuned, split
 
 BASELINE = "ce"
 MIN_SEEDS_FOR_CLAIM = 5  # fewer seeds per setting: per-setting intervals get a caution
@@ -53,6 +55,13 @@ def _test_sizes(runs: pd.DataFrame) -> pd.DataFrame:
     return runs.assign(test_rows=rows, test_min_class=fewest)
 
 
+def _calibration_only(exp: Experiment, losses: list[str]) -> list[str]:
+    """The calibration-only baselines that are rows of ``exp`` but not ranked: they get a colour too (the
+    calibration section draws them)."""
+    present = set(exp.runs["loss"]) if "loss" in exp.runs else set()
+    return [x for x in CALIBRATION_ONLY if x in present and x not in losses]
+
+
 def fmt_floor(p: float) -> str:
     """A smallest attainable p-value as sentences state it: 0.0625, 0.125, 1."""
     return f"{p:.4g}"
@@ -81,12 +90,19 @@ class ReportContext:
     comparisons: list[dict] = field(default_factory=list)
     rope: float = stats.ROPE  # the Bayesian test's region of practical equivalence, in metric units
     memo: dict = field(default_factory=dict)  # computed once for several sections (unfinished ratios)
+    # a tuned sweep: every section compares the tuned runs (``exp`` holds those), the Tuning section also
+    # the defaults; None for an untuned one
+    tuning: Tuned | None = None
+    tuning_rows: pd.DataFrame = field(default_factory=pd.DataFrame)  # tuning.csv
 
     @classmethod
     def create(cls, exp: Experiment, metric: str, out: Path, rope: float = stats.ROPE) -> ReportContext:
         units = Units(metric, higher_is_better(metric))
         column = f"test/{metric}"
-        runs = _test_sizes(finished(exp.runs, column))
+        tuning = split(exp)  # lossbench.report.tuning: findings restated on the tuned runs
+        exp = tuning.experiment(exp) if tuning is not None else exp
+        # ce_temperature (CE's own predictions) is ranked only on a calibration metric (lossbench.baselines)
+        runs = _test_sizes(comparable(finished(exp.runs, column), metric))
         axes = stats.setting_axes(runs) if not runs.empty else ["model", "ratio"]
         summary = stats.summarize(runs, column, units.higher, axes, units.range)
         losses = loss_order(summary)
@@ -99,10 +115,11 @@ class ReportContext:
             facets=[a for a in axes if a != "ratio"],
             summary=summary,
             losses=losses,
-            colours=fig.palette(losses) if losses else {},
+            colours=fig.palette(losses + _calibration_only(exp, losses)) if losses else {},
             doc=Document(f"lossbench report — experiment “{exp.name}”"),
             figures_dir=out / "figures",
             rope=rope,
+            tuning=tuning,
         )
 
     @property

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from lossbench.baselines import CALIBRATION_ONLY
 from lossbench.report import stats
 from lossbench.report.document import B, Bullets, Heading, Para
-from lossbench.report.load import finished
+from lossbench.report.load import BASELINES, finished
 from lossbench.report.sections.accounting import fmt_reasons, unfinished_ratios
 from lossbench.report.sections.class_counts import scarce_finding
 from lossbench.report.sections.context import (
@@ -56,6 +57,9 @@ def findings(ctx: ReportContext) -> None:
         sentence = _regime_finding(ctx, name, ratios)
         if sentence:
             items.append(sentence)
+    cheap = _cheap_fix_finding(ctx, largest)
+    if cheap:
+        items.append(cheap)
     calib = _calibration_finding(ctx, largest)
     if calib:
         items.append(calib)
@@ -240,6 +244,58 @@ def _regime_finding(ctx: ReportContext, name: str, ratios: list[float]):
     return [*parts, "."]
 
 
+CHEAP_FIX = "ce_posthoc_la"
+
+
+def _cheap_fix_finding(ctx: ReportContext, largest: float):
+    """At the largest ratio, per facet (model, ...): the special losses that do not beat CE + post-hoc
+    logit adjustment (a paired difference over seeds whose meaningful 95% interval lies above 0 beats it),
+    with their difference from it, and the ones that do. None without the baseline (lossbench.baselines)."""
+    u = ctx.units
+    top = ctx.summary[ctx.summary["ratio"] == largest]
+    if top.empty or CHEAP_FIX not in set(top["loss"]):
+        return None
+    bits = []
+    for facet_key, group in top.groupby(ctx.facets, sort=True):
+        if CHEAP_FIX not in set(group["loss"]):
+            continue
+        facet = dict(
+            zip(ctx.facets, facet_key if isinstance(facet_key, tuple) else (facet_key,), strict=True)
+        )
+        at = " · ".join(f"{k}={v:g}" if isinstance(v, float) else str(v) for k, v in facet.items())
+        runs = where(ctx.runs, {**facet, "ratio": largest})
+        beaten, not_beaten = [], []
+        for loss in group.sort_values(["rank", "loss"])["loss"]:
+            if loss == BASELINE or loss in BASELINES:
+                continue
+            d = stats.paired_difference(runs, ctx.column, ctx.axes, loss, CHEAP_FIX)
+            if not d.n:
+                continue
+            beats = d.interval_excludes_zero and u.better(d.mean_diff) and not ctx.interval_note(*d.ci, runs)
+            # e.g. logit_adjusted on a scikit-learn model is the same post-hoc fix: say so
+            posthoc = set(runs.loc[runs["loss"] == loss, "realisation"].dropna()) == {"post-hoc"}
+            note = "; on this model it is itself realised post hoc" if posthoc else ""
+            text = f"{loss} {u.diff(d.mean_diff)} ({ctx.interval(*d.ci, runs)}{note})"
+            (beaten if beats else not_beaten).append(text)
+        if not beaten and not not_beaten:
+            continue
+        parts = []
+        if not_beaten:
+            parts.append(f"{', '.join(not_beaten)} do{'es' if len(not_beaten) == 1 else ''} not beat it")
+        if beaten:
+            parts.append(f"{', '.join(beaten)} beat{'s' if len(beaten) == 1 else ''} it")
+        parts[0] = f"on {at}, {parts[0]}"
+        bits.append("; ".join(parts))
+    if not bits:
+        return None
+    return [
+        B("The cheap fix:"),
+        f" at {ctx.ratio_label(largest)}, CE with post-hoc logit adjustment ({CHEAP_FIX}: the CE model's "
+        "predictions shifted by the training prior, no retraining) against each special loss, paired over "
+        f"seeds ({u.label}, loss minus {CHEAP_FIX}) — " + "; ".join(bits) + ".",
+    ]
+
+
 def _calibration_finding(ctx: ReportContext, largest: float):
     if "test/ece" not in ctx.exp.runs:
         return None
@@ -252,7 +308,8 @@ def _calibration_finding(ctx: ReportContext, largest: float):
     for model, group in ece.groupby("model"):
         means = group.groupby("loss")["test/ece"].mean().sort_values()
         text = f"on {model} {means.index[0]} is best calibrated (ECE {means.iloc[0]:.3f})"
-        if BASELINE in means and means.index[0] != BASELINE:
-            text += f", {BASELINE} {means[BASELINE]:.3f}"
+        for other in (BASELINE, *CALIBRATION_ONLY):  # CE, and CE + temperature scaling: the cheap fix
+            if other in means and means.index[0] != other:
+                text += f", {other} {means[other]:.3f}"
         bits.append(text)
     return [*parts, "; ".join(bits), "."]
