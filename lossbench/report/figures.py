@@ -506,7 +506,12 @@ def tuning_sensitivity(
     ]
     if not panels:
         return None
-    settings = sorted(points["setting"].unique())
+    import re
+
+    def natural(text: str) -> list:  # "logreg · ρ=50" before "logreg · ρ=100"
+        return [float(part) if part[:1].isdigit() else part for part in re.split(r"(\d+(?:\.\d+)?)", text)]
+
+    settings = sorted(points["setting"].unique(), key=natural)
     colours = dict(
         zip(
             settings, sns.color_palette("Dark2" if len(settings) <= 8 else "husl", len(settings)), strict=True
