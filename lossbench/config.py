@@ -102,7 +102,9 @@ def flatten(node, prefix: str = "") -> dict[str, object]:
 # alters any logged value of an unchanged config: every fingerprint changes with it, so resume re-runs those
 # configs instead of keeping values computed the old way.
 # 2: LDAM's probabilities are softmax(scale z) (were softmax(z)): its probability metrics changed.
-COMPUTATION = 2
+# 3: CE runs also log their post-hoc baselines (lossbench.baselines): a CE run from before has none, and a
+#    report resuming it would show the baseline rows short of its seeds.
+COMPUTATION = 3
 
 
 def fingerprint(cfg) -> str:
