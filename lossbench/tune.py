@@ -479,6 +479,10 @@ def tune_cell(cell: Cell, ctx: dict) -> Chosen:
             values = {k.key: k.suggest(trial) for k in cell.knobs}
             c = trial_config(cell, values, ctx.get("workers", 1))
             from lossbench.config import fingerprint
+            from lossbench.tracking import run_name
+
+            # named apart from the final runs in the MLflow UI (tracking.* is not in the fingerprint)
+            c["tracking"] = {**c["tracking"], "run_name": f"trial{trial.number}-{run_name(c)}"}
 
             run_id = tracker.start(
                 c,

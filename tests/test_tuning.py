@@ -71,6 +71,7 @@ def test_trials_see_only_train_and_val(tuned):
     _, _, runs = tuned
     trials = [r for r in runs if _role(r) == "trial"]
     assert trials and all(r.info.status == "FINISHED" for r in trials)
+    assert {r.info.run_name.split("-", 1)[0] for r in trials} == {"trial0", "trial1", "trial2", "trial3"}
     for r in trials:
         keys = set(r.data.metrics)
         assert not any(k.startswith("test/") or "/test/" in k for k in keys), sorted(keys)
