@@ -270,9 +270,11 @@ class Cell:
         return min(int(j.c["seed"]) for j in self.jobs)
 
     def label(self) -> str:
+        from lossbench.data import dataset_label
+
         c = self.base
         return (
-            f"data={c['data'].get('label') or c['data']['name']} model={c['model']['name']} "
+            f"data={dataset_label(c['data'])} model={c['model']['name']} "
             f"loss={c['loss']['name']} ratio={float(c['imbalance']['ratio']):g}"
         )
 
@@ -404,6 +406,8 @@ def tune_cell(cell: Cell, ctx: dict) -> Chosen:
     import optuna
     from optuna.trial import TrialState
 
+    from lossbench.data import dataset_label
+    from lossbench.sweep.jobs import clock
     from lossbench.tracking import (
         TAG_CELL,
         TAG_FINGERPRINT,
@@ -462,7 +466,7 @@ def tune_cell(cell: Cell, ctx: dict) -> Chosen:
                 "model.name": cell.base["model"]["name"],
                 "loss.name": cell.base["loss"]["name"],
                 "imbalance.ratio": float(cell.base["imbalance"]["ratio"]),
-                "data.label": cell.base["data"].get("label") or cell.base["data"]["name"],
+                "data.label": dataset_label(cell.base["data"]),
                 "tune.trials": budget,
                 "tune.metric": t["metric"],
                 "tune.seed": int(t["seed"]),
@@ -532,7 +536,7 @@ def tune_cell(cell: Cell, ctx: dict) -> Chosen:
                 value,
                 best.value,
                 best.number,
-                _clock(rate * (budget - done)),
+                clock(rate * (budget - done)),
             )
         if done < budget:
             log.warning("%s: only %d of %d trials completed after %d tries", where, done, budget, attempts)
@@ -575,12 +579,6 @@ def _cells_done(ctx: dict, trained: bool) -> str:
     info["workers"] = ctx.get("workers")
     text = Progress(info, started=ctx.get("cell_started")).done(trained)
     return text.replace(" · ", " · cells: ", 1)
-
-
-def _clock(seconds: float) -> str:
-    from lossbench.sweep.jobs import clock
-
-    return clock(seconds)
 
 
 def _shown(value) -> str:
