@@ -38,7 +38,9 @@ def _task(cfg) -> float | None:
 def _resolve_threads(c: dict, in_sweep: bool) -> None:
     """``train.threads=auto`` -> the number this job uses: the cores shared among the jobs the launcher runs
     at once here (``hydra.launcher.n_jobs`` of the lossbench or joblib launcher; 1 for a single run or any
-    other launcher). The value recorded in MLflow is the number used."""
+    other launcher), less a core for the MLflow helper when the jobs hand their runs to one. The value
+    recorded in MLflow is the number used."""
+    from lossbench import writer
     from lossbench.runtime import torch_threads
 
     train = c.get("train")
@@ -51,7 +53,7 @@ def _resolve_threads(c: dict, in_sweep: bool) -> None:
         from lossbench.sweep.launch import jobs_at_once
 
         at_once = jobs_at_once(HydraConfig.get().launcher) or 1
-    train["threads"] = torch_threads("auto", at_once)
+    train["threads"] = torch_threads("auto", at_once, reserved=1 if writer.current() else 0)
 
 
 def _single_run(c: dict) -> float:

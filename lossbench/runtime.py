@@ -65,14 +65,15 @@ def busy_cores() -> int:
     return min(cores(), max(0, round(load)))
 
 
-def torch_threads(setting, jobs_at_once: int = 1) -> int:
+def torch_threads(setting, jobs_at_once: int = 1, reserved: int = 0) -> int:
     """torch's intra-op CPU threads for ``train.threads``: a number as given; ``auto`` shares the cores that
     are not busy (:func:`busy_cores`) among the jobs running at once on this machine, at least 1 each. torch's
     threads slow down sharply when they compete for cores (a torch_mlp fit 3.1x slower at 2 threads than at 1
     beside two busy processes on 2 cores, benchmarks/torch_threads.py), and lossbench's small nets gain little
-    from more threads on a quiet machine (1.07x slower at 2 than at 1 there)."""
+    from more threads on a quiet machine (1.07x slower at 2 than at 1 there). ``reserved``: cores left to
+    another process of the sweep (the MLflow helper, :mod:`lossbench.writer`)."""
     if setting is None or setting == "auto":
-        return max(1, (cores() - busy_cores()) // max(1, int(jobs_at_once)))
+        return max(1, (cores() - busy_cores() - reserved) // max(1, int(jobs_at_once)))
     return int(setting)
 
 

@@ -6,12 +6,13 @@ claimed a config); at its end one ``log_batch`` stores its metrics, curves, para
 torch run, whose fit can take minutes, logs its params at its start too, so the MLflow UI shows them while it
 trains; a scikit-learn run's come with its metrics (one call fewer, ~10 ms of a ~0.1 s run).
 
-The calls are made in the job's own thread. Two ways of deferring them were measured and dropped (2 cores,
-MLflow 3.17, SQLite): a writer thread overlapping the next job's fit made a logreg sweep slower, 252 against
-179 ms a job (the client's calls are Python work that competes for the GIL and for the cores, and the job's
-read-only lookups waited on the writer's SQLite locks); MLflow's own asynchronous mode
-(``log_batch(synchronous=False)``) costs ~1 s a run, as ``set_terminated`` waits for its worker's one-second
-poll.
+The calls are made by whichever process stores the run: the job's own, or, for a sweep's jobs run one
+after another in the launching process, the MLflow helper process that stores each finished run while the next
+job trains (:mod:`lossbench.writer`; the same calls, in the same order). Two ways of deferring them inside the
+job's process were measured and dropped (2 cores, MLflow 3.17, SQLite): a writer thread overlapping the next
+job's fit made a logreg sweep slower, 252 against 179 ms a job (the client's calls are Python work that
+competes for the GIL), and MLflow's own asynchronous mode (``log_batch(synchronous=False)``) costs ~1 s a run,
+as ``set_terminated`` waits for its worker's one-second poll.
 """
 
 from __future__ import annotations
@@ -298,10 +299,13 @@ class Tracker:
             self._pending[run_id] = params
         return run_id
 
-    def finish(self, run_id: str, cfg: dict, result, done: Callable | None = None) -> None:
+    def finish(
+        self, run_id: str, cfg: dict, result, done: Callable | None = None, *, params: list | None = None
+    ) -> None:
         """Log a RunResult (metrics, curves, class counts, artifacts) and mark the run FINISHED; then
         ``done(None)``, or ``done(error)`` when a write failed (the run then stays RUNNING, as after a
-        crash, with the values that were stored)."""
+        crash, with the values that were stored). ``params``: the run's pending params when another
+        tracker started it (:meth:`take_pending`; :mod:`lossbench.writer`)."""
         from mlflow.entities import Metric, Param, RunTag
 
         now = int(time.time() * 1000)
@@ -314,7 +318,7 @@ class Tracker:
             metrics += [
                 Metric(f"curve/{name}", float(v), now, step) for step, v in enumerate(values, start=1)
             ]
-        params = self._pending.pop(run_id, [])
+        params = list(self._pending.pop(run_id, []) if params is None else params)
         params += [Param(f"class_counts.{k}", json.dumps(v)) for k, v in result.class_counts.items()]
         params.append(Param("data.class_names", json.dumps(result.class_names)))
         tags = [
@@ -384,6 +388,10 @@ class Tracker:
             tags.append(RunTag(TAG_TUNED_FROM, chosen.trial_run))
         self.client.log_batch(run_id, metrics=metrics, tags=tags)
         self.client.set_terminated(run_id, "FINISHED" if complete else "FAILED")
+
+    def take_pending(self, run_id: str) -> list:
+        """The params :meth:`start` kept to store with the run's end, handed to whoever stores it."""
+        return self._pending.pop(run_id, [])
 
     def discard(self, run_id: str) -> None:
         """Delete a run this tracker started (a claim given up), with what it still held to store."""

@@ -10,8 +10,9 @@ from hydra.plugins.launcher import Launcher
 
 
 class LossbenchLauncher(Launcher):
-    def __init__(self, n_jobs: int = 1) -> None:
+    def __init__(self, n_jobs: int = 1, background_writes: bool | str = "auto") -> None:
         self.n_jobs = n_jobs
+        self.background_writes = background_writes
         self.config = None
         self.hydra_context = None
         self.task_function = None
@@ -23,9 +24,12 @@ class LossbenchLauncher(Launcher):
         self.task_function = task_function
 
     def runs_in_process(self) -> bool:
-        """True when the jobs run in the launching process (``hydra.launcher.n_jobs`` checked on the way)."""
+        """True when the jobs run in the launching process (``hydra.launcher.n_jobs`` and
+        ``background_writes`` checked on the way)."""
         from lossbench.sweep.launch import workers
+        from lossbench.writer import wanted
 
+        wanted(self.background_writes, 2)
         return workers(self.n_jobs) == 1
 
     def use_configs(self, configs: dict[tuple, Any]) -> None:

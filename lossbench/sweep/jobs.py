@@ -278,34 +278,63 @@ _CLAIM_ATTEMPTS = 20
 
 def _end_job(job: _Started, outcome) -> float | None:
     """Record a RunResult (FINISHED) or the exception its training raised (FAILED). The status file is
-    written once MLflow holds the run's values (``failed`` when storing them failed)."""
+    written once MLflow holds the run's values (``failed`` when storing them failed). A FINISHED run is
+    handed to the process's MLflow helper when there is one (:mod:`lossbench.writer`), else stored here."""
+    from lossbench import writer
     from lossbench.tracking import failure_reason
 
     failed = isinstance(outcome, BaseException)
     reason = {"reason": failure_reason(outcome)} if failed else {}
-
-    def recorded(status: str, error: BaseException | None) -> None:
-        if error is None:
-            job.write(status, run_id=job.run_id, **reason)
-        else:
-            log.error("%s: storing run %s failed: %s", job.label, job.run_id, failure_reason(error))
-            job.write("failed", run_id=job.run_id, reason=f"storing the run failed: {failure_reason(error)}")
-
     cfg = job.prepared.cfg
     if failed:
         done = job.progress.done(True, job.seconds)
         log.error("%s FAILED (run %s): %s%s", job.label, job.run_id, reason["reason"], done)
-        with suppress(Exception):  # a failed write is in its status file (``recorded``); the sweep goes on
-            job.tracker.fail(job.run_id, cfg, outcome, done=partial(recorded, "failed"))
+        with suppress(Exception):  # a failed write is in its status file (``_recorded``); the sweep goes on
+            job.tracker.fail(
+                job.run_id, cfg, outcome, done=partial(_recorded, job.write, job.run_id, "failed", reason)
+            )
         return None
     score = outcome.metrics["test/balanced_accuracy"]
     done = job.progress.done(True, job.seconds)
     log.info("%s finished: test balanced accuracy %.4f (run %s)%s", job.label, score, job.run_id, done)
+    record = partial(_recorded, job.write, job.run_id, "finished", {})
+    helper = writer.current()
+    if helper is not None:
+        params = job.tracker.take_pending(job.run_id)
+        args = (job.tracker.uri, job.tracker.experiment, job.run_id, cfg, outcome, params, record)
+        helper.store(store_finished, args, label=job.label, run_id=job.run_id)
+        return score
     try:
-        job.tracker.finish(job.run_id, cfg, outcome, done=partial(recorded, "finished"))
-    except Exception:  # recorded in its status file by ``recorded``; the sweep goes on
+        job.tracker.finish(job.run_id, cfg, outcome, done=record)
+    except Exception as e:  # recorded in its status file by ``record``; the sweep goes on
+        log.error("%s: storing run %s failed: %s", job.label, job.run_id, failure_reason(e))
         return None
     return score
+
+
+def _recorded(write: Callable, run_id: str, status: str, reason: dict, error: BaseException | None) -> None:
+    """A job's status once its run's end is stored: ``status``, or ``failed`` when storing it failed."""
+    from lossbench.tracking import failure_reason
+
+    if error is None:
+        write(status, run_id=run_id, **reason)
+    else:
+        write("failed", run_id=run_id, reason=f"storing the run failed: {failure_reason(error)}")
+
+
+def store_finished(
+    uri: str, experiment: str, run_id: str, cfg: dict, result, params: list | None, record: Callable
+) -> str | None:
+    """Store a finished run's end (:meth:`lossbench.tracking.Tracker.finish`) and its job's status: the
+    MLflow helper's work (:mod:`lossbench.writer`; the job's process does it when the helper died). The
+    reason when a write failed, else None; never raises."""
+    from lossbench.tracking import failure_reason
+
+    try:
+        _tracker(uri, experiment).finish(run_id, cfg, result, done=record, params=params)
+    except Exception as e:  # the job's status says failed (``record``)
+        return failure_reason(e)
+    return None
 
 
 def run_job(c: dict, hydra_cfg, info: dict) -> float | None:

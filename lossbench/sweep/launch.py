@@ -7,8 +7,8 @@ A job's set-up is what Hydra documents a job gets: ``hydra.job.num`` / ``id``, i
 (``hydra.sweep.dir`` / ``hydra.sweep.subdir``, made and recorded as ``hydra.runtime.output_dir``), the job
 logging configured, ``.hydra/config.yaml``, ``hydra.yaml`` and ``overrides.yaml`` written,
 ``hydra.job.env_set`` applied, the callbacks' ``on_job_start`` / ``on_job_end``, and a ``JobReturn``. Jobs run
-in this process leave their MLflow writes to the process's writer thread; the launch waits for them before it
-returns.
+in this process hand their finished runs to an MLflow helper process (``background_writes``,
+:mod:`lossbench.writer`); the launch waits until all are stored before it returns.
 """
 
 from __future__ import annotations
@@ -142,6 +142,7 @@ def launch(launcher, job_overrides, initial_job_idx: int):
     from hydra.core.hydra_config import HydraConfig
     from hydra.core.utils import configure_log
 
+    from lossbench import writer
     from lossbench.sweep.compose import JobComposer
 
     config, context = launcher.config, launcher.hydra_context
@@ -156,7 +157,9 @@ def launch(launcher, job_overrides, initial_job_idx: int):
     try:
         if n == 1:
             task = launcher.task_function
-            returns = [run_one(cfg, initial_job_idx + i, context, task) for i, cfg in enumerate(configs)]
+            helper = writer.wanted(getattr(launcher, "background_writes", "auto"), len(configs))
+            with writer.background_writes(helper):
+                returns = [run_one(cfg, initial_job_idx + i, context, task) for i, cfg in enumerate(configs)]
         else:
             returns = _on_pool(n, configs, initial_job_idx, context, launcher.task_function)
     finally:

@@ -1,0 +1,172 @@
+"""Storing finished runs in MLflow from a helper process while this process trains the next job.
+
+When a launcher runs a sweep's jobs one after another in its own process (lossbench's launcher at ``n_jobs:
+1``), a finished job hands its run's end — the ``log_batch`` of its metrics, curves, params and tags, its
+files (config.yaml, the per-class CSV, the confusion-matrix PNG, drawn there) with ``log_artifacts``, then
+``set_terminated`` — to one helper process, and the next job starts at once. The helper is a plain MLflow
+client of the same store, through the same :class:`lossbench.tracking.Tracker` calls a job makes inline, so
+a run is FINISHED only once it holds all its values, as before. It runs on another core: on a 2-core machine
+a scikit-learn fit takes one core and the MLflow client's Python work (~60-80 ms a run) the other, where a
+thread in the job's own process would compete with it for the interpreter lock.
+
+What stays in the job: its claim (the lookups and ``create_run``, so a concurrent sweep sees the claim at
+once), the fit, and the run's status file, written by the helper once the run is stored. The launch waits for
+the helper before it returns (:func:`background_writes`), so the sweeper counts every job's status after all
+runs are stored; at most :data:`MAX_BEHIND` runs wait to be stored at a time (a job waits for the oldest
+beyond that). If the helper dies, its runs left unstored are stored by this process, the same way. A failed
+write is logged with the run's id and recorded in the job's status (``failed``), as an inline one is.
+
+Runs that fail are recorded inline (rare; their traceback stays in this process). Jobs run on a pool of
+worker processes, by a stock launcher, or a single run store their runs inline, as they always did.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from lossbench import runtime
+
+log = logging.getLogger("lossbench")
+
+MAX_BEHIND = 16  # runs handed over and not stored yet before a job waits for the oldest
+_current: Writer | None = None
+
+
+def current() -> Writer | None:
+    """The helper this process's jobs hand their finished runs to, if any."""
+    return _current
+
+
+def wanted(setting, jobs: int, cores: int | None = None) -> bool:
+    """Whether a launch of ``jobs`` jobs in this process uses the helper: ``setting`` true / false, or auto
+    (at least 2 jobs and 2 cores: one job gains nothing, and on one core the helper only competes)."""
+    from lossbench.errors import ConfigError
+
+    if isinstance(setting, bool):
+        return setting
+    if setting != "auto":
+        raise ConfigError("hydra.launcher.background_writes", setting, "must be auto, true or false")
+    return jobs >= 2 and (runtime.cores() if cores is None else cores) >= 2
+
+
+_spare: Writer | None = None  # started ahead of a launch (:func:`prestart`)
+
+
+def prestart() -> None:
+    """Start the helper now, so that its start (a process importing MLflow, ~2-3 s of one core) overlaps
+    the sweep's own start; the next :func:`background_writes` takes it (:func:`stop_spare` ends it unused)."""
+    global _spare
+    if _spare is None:
+        _spare = Writer()
+
+
+def stop_spare() -> None:
+    """End a helper :func:`prestart` started and no launch took (every job N/A or FINISHED already)."""
+    global _spare
+    spare, _spare = _spare, None
+    if spare is not None:
+        spare.close()
+
+
+@contextmanager
+def background_writes(enabled: bool) -> Iterator[Writer | None]:
+    """Jobs run inside this block hand their finished runs to a helper process, and this process's BLAS and
+    OpenMP thread pools leave the helper a core; the block's end waits until every run handed over is stored
+    (also on Ctrl-C or an error, so nothing handed over is lost)."""
+    global _current, _spare
+    if not enabled or _current is not None:
+        stop_spare()
+        yield _current
+        return
+    from threadpoolctl import threadpool_limits
+
+    writer, _spare = _spare or Writer(), None
+    _current = writer
+    try:
+        with threadpool_limits(limits=max(1, runtime.cores() - 1)):
+            yield writer
+    finally:
+        _current = None
+        writer.close()
+
+
+class Writer:
+    """One helper process that stores runs in the order they are handed over."""
+
+    def __init__(self) -> None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self._pool = ProcessPoolExecutor(
+            max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_helper_start
+        )
+        self._waiting: deque = deque()  # (future, call, args, label, run id), oldest first
+        self.stored = 0
+        self._pool.submit(_warm_up)  # the helper imports MLflow while the first job trains
+
+    def store(self, call: Callable, args: tuple, *, label: str, run_id: str) -> None:
+        """Hand ``call(*args)`` to the helper: a module-level function that returns None, or the text of a
+        failed write, and never raises (it may run twice: here too, when the helper could not finish it).
+        First wait for the oldest runs while :data:`MAX_BEHIND` are waiting."""
+        while len(self._waiting) >= MAX_BEHIND:
+            self._settle(self._waiting.popleft())
+        try:
+            future = self._pool.submit(call, *args)
+        except RuntimeError:  # the helper is gone (BrokenProcessPool): this process stores the run
+            self._settle((None, call, args, label, run_id))
+            return
+        self._waiting.append((future, call, args, label, run_id))
+        self._collect_done()
+
+    def _collect_done(self) -> None:
+        while self._waiting and self._waiting[0][0].done():
+            self._settle(self._waiting.popleft())
+
+    def _settle(self, item) -> None:
+        from concurrent.futures.process import BrokenProcessPool
+
+        future, call, args, label, run_id = item
+        try:
+            if future is None:
+                raise BrokenProcessPool("the helper was gone when the run was handed over")
+            error = future.result()
+            self.stored += 1
+        except BrokenProcessPool:
+            log.warning("%s: the MLflow helper process ended; storing run %s here", label, run_id)
+            error = call(*args)
+        except Exception as e:  # the call never reached the helper (it could not be pickled, ...)
+            log.warning("%s: the MLflow helper could not take run %s (%s); storing it here", label, run_id, e)
+            error = call(*args)
+        if error:
+            log.error("%s: storing run %s failed: %s", label, run_id, error)
+
+    def close(self) -> None:
+        """Wait until every run handed over is stored; then end the helper."""
+        if self._waiting and not all(item[0].done() for item in self._waiting):
+            log.info("storing the last %d runs in MLflow ...", len(self._waiting))
+        try:
+            while self._waiting:
+                self._settle(self._waiting.popleft())
+        finally:
+            self._pool.shutdown(wait=True)
+        if self.stored:
+            log.info("the MLflow helper process stored %d runs", self.stored)
+
+
+def _helper_start() -> None:
+    """In the helper: Ctrl-C is for the launching process, which then waits for the runs handed over."""
+    import signal
+
+    from lossbench.runtime import skip_exit_gc
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    skip_exit_gc()
+
+
+def _warm_up() -> None:
+    import mlflow.tracking  # noqa: F401
+
+    import lossbench.tracking  # noqa: F401

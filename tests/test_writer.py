@@ -1,0 +1,185 @@
+"""The MLflow helper process (lossbench.writer): a sweep's finished runs are stored by it while the next job
+trains; stored whole before the launch returns; stored by the job's process when the helper dies; a write it
+cannot make is a failed job, with the run's id in the log. Real processes, a real SQLite store."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from functools import partial
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from lossbench import writer
+from lossbench.errors import ConfigError
+from lossbench.pipeline import execute, prepare
+from lossbench.runtime import busy_cores, cores, torch_threads
+from lossbench.sweep.jobs import STATUS_FILE, _recorded, _tracker, store_finished, write_status
+from tests.conftest import compose_cfg, run_cli
+
+FILES = {"config.yaml", "per_class_test.csv", "reliability_test.json", "confusion_matrix_test.png"}
+
+
+def _die(parent: int) -> None:
+    """Handed to the helper: it ends at once, as a killed process does (and does nothing when this process,
+    the parent, runs it again in the helper's place)."""
+    if os.getpid() != parent:
+        os._exit(3)
+
+
+def _started(uri: str, seed: int, folder):
+    """A logreg run started by this process's tracker, its result, and what the helper needs to store it."""
+    cfg = compose_cfg([f"seed={seed}", "tracking.experiment=w"])
+    tracker = _tracker(uri, "w")
+    run_id = tracker.start(cfg)
+    result = execute(prepare(cfg))
+    write = partial(write_status, folder / str(seed), fingerprint=f"fp{seed}", job={})
+    record = partial(_recorded, write, run_id, "finished", {})
+    args = (uri, "w", run_id, cfg, result, tracker.take_pending(run_id), record)
+    return run_id, args
+
+
+def _status(folder, seed: int) -> dict:
+    return json.loads((folder / str(seed) / STATUS_FILE).read_text())
+
+
+def test_runs_handed_to_the_helper_are_stored_whole_when_it_closes(tmp_path, caplog):
+    """Three runs handed over: after close every one is FINISHED with its params, metrics and four files,
+    and its job status says finished; the helper stored them (not this process)."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    helper = writer.Writer()
+    ids = []
+    with caplog.at_level(logging.INFO, logger="lossbench"):
+        for seed in range(3):
+            run_id, args = _started(uri, seed, tmp_path)
+            helper.store(store_finished, args, label=f"job {seed}", run_id=run_id)
+            ids.append(run_id)
+        helper.close()
+    assert helper.stored == 3
+    for seed, run_id in enumerate(ids):
+        run = client.get_run(run_id)
+        assert run.info.status == "FINISHED"
+        assert run.data.params["seed"] == str(seed) and "class_counts.train" in run.data.params
+        assert 0.5 < run.data.metrics["test/balanced_accuracy"] <= 1.0
+        assert {a.path for a in client.list_artifacts(run_id)} == FILES
+        assert _status(tmp_path, seed) == {
+            "status": "finished",
+            "run_id": run_id,
+            "fingerprint": f"fp{seed}",
+            "job": {},
+        }
+    assert "the MLflow helper process stored 3 runs" in caplog.text
+
+
+def test_runs_a_dead_helper_left_are_stored_by_the_jobs_process(tmp_path, caplog):
+    """The helper ends (killed) before it stores anything: close stores every run here, FINISHED with its
+    values, and says so; nothing handed over is lost."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    helper = writer.Writer()
+    helper.store(_die, (os.getpid(),), label="the killer", run_id="none")
+    ids = []
+    with caplog.at_level(logging.INFO, logger="lossbench"):
+        for seed in range(2):
+            run_id, args = _started(uri, seed, tmp_path)
+            helper.store(store_finished, args, label=f"job {seed}", run_id=run_id)
+            ids.append(run_id)
+        helper.close()
+    assert helper.stored == 0
+    for seed, run_id in enumerate(ids):
+        assert client.get_run(run_id).info.status == "FINISHED"
+        assert {a.path for a in client.list_artifacts(run_id)} == FILES
+        assert _status(tmp_path, seed)["status"] == "finished"
+        assert f"job {seed}: the MLflow helper process ended; storing run {run_id} here" in caplog.text
+
+
+def test_a_write_the_helper_cannot_make_is_a_failed_job_named_in_the_log(tmp_path, caplog):
+    """A run deleted before its end is stored: MLflow refuses the write; the job's status is failed with
+    the reason, the error line names the job and the run, and the next run is stored all the same."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    gone, gone_args = _started(uri, 0, tmp_path)
+    kept, kept_args = _started(uri, 1, tmp_path)
+    client.delete_run(gone)
+    helper = writer.Writer()
+    with caplog.at_level(logging.INFO, logger="lossbench"):
+        helper.store(store_finished, gone_args, label="job 0", run_id=gone)
+        helper.store(store_finished, kept_args, label="job 1", run_id=kept)
+        helper.close()
+    status = _status(tmp_path, 0)
+    assert status["status"] == "failed" and status["reason"].startswith("storing the run failed: ")
+    assert f"job 0: storing run {gone} failed: " in caplog.text
+    assert _status(tmp_path, 1)["status"] == "finished" and client.get_run(kept).info.status == "FINISHED"
+
+
+def test_when_the_helper_is_used():
+    assert writer.wanted("auto", 2, cores=2) and writer.wanted(True, 1, cores=1)
+    assert not writer.wanted("auto", 1, cores=16)  # one job gains nothing
+    assert not writer.wanted("auto", 50, cores=1)  # one core: the helper only competes
+    assert not writer.wanted(False, 50, cores=16)
+    with pytest.raises(ConfigError) as e:
+        writer.wanted("sometimes", 2)
+    assert "hydra.launcher.background_writes" in str(e.value) and "sometimes" in str(e.value)
+
+
+def test_the_jobs_process_leaves_the_helper_a_core():
+    """Inside background_writes: BLAS/OpenMP pools at most cores - 1 threads, and train.threads=auto one core
+    fewer (at least 1); outside, as before."""
+    from threadpoolctl import threadpool_info
+
+    before = {(p["internal_api"], p["filepath"]): p["num_threads"] for p in threadpool_info()}
+    with writer.background_writes(True) as helper:
+        assert writer.current() is helper is not None
+        limit = max(1, cores() - 1)
+        assert all(p["num_threads"] <= limit for p in threadpool_info())
+    assert writer.current() is None
+    assert {(p["internal_api"], p["filepath"]): p["num_threads"] for p in threadpool_info()} == before
+    assert torch_threads("auto", 1, reserved=1) == max(1, cores() - busy_cores() - 1)
+    assert torch_threads(3, 1, reserved=1) == 3
+
+
+def test_a_sweep_through_the_helper_records_what_it_records_without_it(tmp_path):
+    """The same 3-job sweep with background_writes true and false: the same runs (params, metrics but the
+    fit's seconds, files), all FINISHED when the command returns; the helper stored the first's 3 runs."""
+    recorded = {}
+    for setting in ("true", "false"):
+        folder = tmp_path / setting
+        folder.mkdir()
+        out = run_cli(
+            [
+                "-m",
+                "seed=0,1,2",
+                "report.enabled=false",
+                f"hydra.launcher.background_writes={setting}",
+                "hydra.sweep.dir=sweep",
+            ],
+            folder,
+        )
+        assert out.returncode == 0, out.stderr
+        assert ("the MLflow helper process stored 3 runs" in out.stdout) == (setting == "true")
+        assert "lossbench: 3 finished, 0 resumed, 0 skipped (N/A), 0 failed" in out.stdout
+        client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+        exp = client.get_experiment_by_name("lossbench")
+        runs = [r for r in client.search_runs([exp.experiment_id]) if "lossbench.role" not in r.data.tags]
+        assert len(runs) == 3 and {r.info.status for r in runs} == {"FINISHED"}
+        recorded[setting] = {
+            r.data.params["seed"]: (
+                r.data.params,
+                {k: v for k, v in r.data.metrics.items() if k != "train/fit_seconds"},
+                sorted(a.path for a in client.list_artifacts(r.info.run_id)),
+            )
+            for r in runs
+        }
+    assert recorded["true"] == recorded["false"]
+    assert sorted(recorded["true"]["0"][2]) == sorted(FILES)
+
+
+def test_a_bad_background_writes_value_is_refused_before_anything_is_recorded(tmp_path):
+    out = run_cli(["-m", "seed=0,1", "hydra.launcher.background_writes=sometimes"], tmp_path)
+    assert out.returncode == 2
+    assert "hydra.launcher.background_writes" in out.stderr and "'sometimes'" in out.stderr
+    assert "auto, true or false" in out.stderr
+    assert not (tmp_path / "mlflow.db").exists()
