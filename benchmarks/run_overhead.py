@@ -162,6 +162,7 @@ class _JobsInProcess:
         self.master = master  # run_sweep points its hydra.sweep.dir at the folder it claims
         self.configs: dict[tuple, object] = {}
         self.launched_at: float | None = None
+        self.background_writes = False  # each call timed inline, in this process
 
     def runs_in_process(self) -> bool:
         return True  # as the lossbench launcher at n_jobs 1: the jobs' MLflow writes wait for the sweep's end

@@ -157,7 +157,7 @@ def launch(launcher, job_overrides, initial_job_idx: int):
     try:
         if n == 1:
             task = launcher.task_function
-            helper = writer.wanted(getattr(launcher, "background_writes", "auto"), len(configs))
+            helper = writer.wanted(launcher.background_writes, len(configs))
             with writer.background_writes(helper):
                 returns = [run_one(cfg, initial_job_idx + i, context, task) for i, cfg in enumerate(configs)]
         else:

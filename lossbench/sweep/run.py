@@ -119,7 +119,7 @@ def run_sweep(sweeper, arguments: list[str]):
     try:
         in_process = hasattr(launcher, "runs_in_process") and launcher.runs_in_process()  # n_jobs checked
         grid = expand(sweep_arguments(sweeper.params, arguments), loader, config.hydra.job.config_name)
-        if in_process and writer.wanted(launcher.background_writes, len(grid)):
+        if in_process and writer.wanted(getattr(launcher, "background_writes", False), len(grid)):
             writer.prestart()  # the MLflow helper's start overlaps the plan's and the store's
         composer = JobComposer(loader, config)
         checked = plan(composer, grid)
