@@ -41,6 +41,19 @@ def _started(uri: str, seed: int, folder):
     return run_id, args
 
 
+def _group_gone(pgid: int, within: float) -> bool:
+    import time
+
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def _status(folder, seed: int) -> dict:
     return json.loads((folder / str(seed) / STATUS_FILE).read_text())
 
@@ -183,3 +196,47 @@ def test_a_bad_background_writes_value_is_refused_before_anything_is_recorded(tm
     assert "hydra.launcher.background_writes" in out.stderr and "'sometimes'" in out.stderr
     assert "auto, true or false" in out.stderr
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_ctrl_c_keeps_every_run_handed_to_the_helper_and_the_same_command_resumes_them(tmp_path):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while the helper holds runs: exit
+    130; the runs it was handed are FINISHED with their files; no helper process is left; the same command
+    again resumes exactly those."""
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    args = ["-m", "seed=range(0,30)", "report.enabled=false", "hydra.launcher.background_writes=true"]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lossbench", *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if "[6/30]" in line and "finished:" in line:
+            os.killpg(proc.pid, signal.SIGINT)
+            break
+    out, err = proc.communicate(timeout=120)
+    text = "".join(seen) + out
+    assert proc.returncode == 130, err
+    assert "interrupted (Ctrl-C)" in err
+    stored = int(re.search(r"the MLflow helper process stored (\d+) runs", text).group(1))
+    assert stored >= 5
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("lossbench")
+    children = [r for r in client.search_runs([exp.experiment_id]) if "lossbench.role" not in r.data.tags]
+    finished = [r for r in children if r.info.status == "FINISHED"]
+    assert len(finished) == stored
+    assert all({a.path for a in client.list_artifacts(r.info.run_id)} == FILES for r in finished)
+    assert _group_gone(proc.pid, within=10.0)  # the helper (and multiprocessing's tracker) ended with it
+    again = run_cli([*args, "seed=range(0,8)"], tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert f"{8 - stored} finished, {stored} resumed" in again.stdout
