@@ -317,6 +317,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="N = 4 jobs, once, no resumed/N/A sweeps")
     parser.add_argument("--jobs", type=int, help="N, the jobs of the larger sweep (default 20; quick 4)")
     parser.add_argument("--repeats", type=int, help="best of this many (default 3; quick 1)")
+    parser.add_argument(
+        "overrides", nargs="*", help="extra Hydra overrides for every sweep (after --), e.g. background_writes"
+    )
     args = parser.parse_args()
     n = args.jobs or (4 if args.quick else 20)
     repeats = args.repeats or (1 if args.quick else 3)
@@ -324,6 +327,7 @@ def main() -> None:
     if n < 2:
         parser.error("--jobs must be at least 2")
     extra = ["report.enabled=false"] if has_config_key("report.enabled") else []
+    extra += args.overrides
 
     print("run_overhead: per-run framework overhead, logreg on digits, one job per seed, SQLite store")
     print(machine_line())

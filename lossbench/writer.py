@@ -105,25 +105,30 @@ class Writer:
         )
         self._waiting: deque = deque()  # (future, call, args, label, run id), oldest first
         self.stored = 0
-        self._pool.submit(_warm_up)  # the helper imports MLflow while the first job trains
+        with _interrupt_deferred():
+            self._pool.submit(_warm_up)  # the helper imports MLflow while the first job trains
 
     def store(self, call: Callable, args: tuple, *, label: str, run_id: str) -> None:
         """Hand ``call(*args)`` to the helper: a module-level function that returns None, or the text of a
         failed write, and never raises (it may run twice: here too, when the helper could not finish it).
         First wait for the oldest runs while :data:`MAX_BEHIND` are waiting."""
         while len(self._waiting) >= MAX_BEHIND:
-            self._settle(self._waiting.popleft())
+            self._settle_oldest()
         try:
-            future = self._pool.submit(call, *args)
+            with _interrupt_deferred():
+                future = self._pool.submit(call, *args)
+                self._waiting.append((future, call, args, label, run_id))
         except RuntimeError:  # the helper is gone (BrokenProcessPool): this process stores the run
             self._settle((None, call, args, label, run_id))
             return
-        self._waiting.append((future, call, args, label, run_id))
-        self._collect_done()
-
-    def _collect_done(self) -> None:
         while self._waiting and self._waiting[0][0].done():
-            self._settle(self._waiting.popleft())
+            self._settle_oldest()
+
+    def _settle_oldest(self) -> None:
+        """The oldest run's outcome; it leaves the queue only once settled (a Ctrl-C meanwhile leaves it for
+        :meth:`close`)."""
+        self._settle(self._waiting[0])
+        self._waiting.popleft()
 
     def _settle(self, item) -> None:
         from concurrent.futures.process import BrokenProcessPool
@@ -149,11 +154,36 @@ class Writer:
             log.info("storing the last %d runs in MLflow ...", len(self._waiting))
         try:
             while self._waiting:
-                self._settle(self._waiting.popleft())
+                self._settle_oldest()
         finally:
             self._pool.shutdown(wait=True)
         if self.stored:
             log.info("the MLflow helper process stored %d runs", self.stored)
+
+
+@contextmanager
+def _interrupt_deferred() -> Iterator[None]:
+    """Ctrl-C held back until the block is done: an interrupt inside ``ProcessPoolExecutor.submit``, between
+    its bookkeeping steps, leaves a work item that is never sent to the worker, and the pool's shutdown then
+    waits for it forever (seen: a sweep that hung after Ctrl-C). Main thread only (Python runs signal
+    handlers there); elsewhere the block runs as it is."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            if callable(previous):
+                previous(signal.SIGINT, caught[0])  # Python's default handler raises KeyboardInterrupt
+            elif previous == signal.SIG_DFL:
+                signal.raise_signal(signal.SIGINT)
 
 
 def _helper_start() -> None:

@@ -288,7 +288,8 @@ def _recorded(folder):
     exp = client.get_experiment_by_name("smoke")
     runs = [r for r in client.search_runs([exp.experiment_id]) if "mlflow.parentRunId" in r.data.tags]
     varying_tags = {"mlflow.parentRunId", "lossbench.pid", "lossbench.process_start", "lossbench.sweep_id"}
-    varying_params = {"hydra.sweep.dir", "hydra.run.dir"}
+    # train.threads: the number a run used, which the MLflow helper of lossbench's launcher lowers by a core
+    varying_params = {"hydra.sweep.dir", "hydra.run.dir", "train.threads"}
     out = {}
     for r in runs:
         out[r.data.tags["lossbench.fingerprint"]] = (
