@@ -318,7 +318,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, help="N, the jobs of the larger sweep (default 20; quick 4)")
     parser.add_argument("--repeats", type=int, help="best of this many (default 3; quick 1)")
     parser.add_argument(
-        "overrides", nargs="*", help="extra Hydra overrides for every sweep (after --), e.g. background_writes"
+        "overrides", nargs="*", help="extra Hydra overrides for every sweep (after --)"
     )
     args = parser.parse_args()
     n = args.jobs or (4 if args.quick else 20)
