@@ -317,9 +317,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="N = 4 jobs, once, no resumed/N/A sweeps")
     parser.add_argument("--jobs", type=int, help="N, the jobs of the larger sweep (default 20; quick 4)")
     parser.add_argument("--repeats", type=int, help="best of this many (default 3; quick 1)")
-    parser.add_argument(
-        "overrides", nargs="*", help="extra Hydra overrides for every sweep (after --)"
-    )
+    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every sweep (after --)")
     args = parser.parse_args()
     n = args.jobs or (4 if args.quick else 20)
     repeats = args.repeats or (1 if args.quick else 3)
