@@ -41,6 +41,16 @@ def _started(uri: str, seed: int, folder):
     return run_id, args
 
 
+def _hand_over(helper, uri: str, seeds, folder) -> list[str]:
+    """Start a run for each seed and hand its end to ``helper``; the run ids."""
+    ids = []
+    for seed in seeds:
+        run_id, args = _started(uri, seed, folder)
+        helper.store(store_finished, args, label=f"job {seed}", run_id=run_id)
+        ids.append(run_id)
+    return ids
+
+
 def _group_gone(pgid: int, within: float) -> bool:
     import time
 
@@ -64,12 +74,8 @@ def test_runs_handed_to_the_helper_are_stored_whole_when_it_closes(tmp_path, cap
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
     helper = writer.Writer()
-    ids = []
     with caplog.at_level(logging.INFO, logger="lossbench"):
-        for seed in range(3):
-            run_id, args = _started(uri, seed, tmp_path)
-            helper.store(store_finished, args, label=f"job {seed}", run_id=run_id)
-            ids.append(run_id)
+        ids = _hand_over(helper, uri, range(3), tmp_path)
         helper.close()
     assert helper.stored == 3
     for seed, run_id in enumerate(ids):
@@ -94,12 +100,8 @@ def test_runs_a_dead_helper_left_are_stored_by_the_jobs_process(tmp_path, caplog
     client = MlflowClient(uri)
     helper = writer.Writer()
     helper.store(_die, (os.getpid(),), label="the killer", run_id="none")
-    ids = []
     with caplog.at_level(logging.INFO, logger="lossbench"):
-        for seed in range(2):
-            run_id, args = _started(uri, seed, tmp_path)
-            helper.store(store_finished, args, label=f"job {seed}", run_id=run_id)
-            ids.append(run_id)
+        ids = _hand_over(helper, uri, range(2), tmp_path)
         helper.close()
     assert helper.stored == 0
     for seed, run_id in enumerate(ids):

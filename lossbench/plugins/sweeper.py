@@ -27,5 +27,9 @@ class LossbenchSweeper(Sweeper):
 
     def sweep(self, arguments: list[str]) -> Any:
         from lossbench.sweep.run import run_sweep
+        from lossbench.writer import stop_spare
 
-        return run_sweep(self, list(arguments))
+        try:
+            return run_sweep(self, list(arguments))
+        finally:
+            stop_spare()  # an MLflow helper started for a launch that never came (refused, all N/A, ...)

@@ -120,12 +120,11 @@ def run_sweep(sweeper, arguments: list[str]):
         in_process = hasattr(launcher, "runs_in_process") and launcher.runs_in_process()  # n_jobs checked
         grid = expand(sweep_arguments(sweeper.params, arguments), loader, config.hydra.job.config_name)
         if in_process and writer.wanted(getattr(launcher, "background_writes", False), len(grid)):
-            writer.prestart()  # the MLflow helper's start overlaps the plan's and the store's
+            writer.prestart()  # its start overlaps the plan's and the store's (the sweeper ends it if unused)
         composer = JobComposer(loader, config)
         checked = plan(composer, grid)
         tracker = Tracker(checked.uri, checked.experiment)
     except (CommandError, ConfigError) as e:
-        writer.stop_spare()
         _refuse(e)
     log.info(
         "checked %d jobs in %.1f s (%d compositions by Hydra)",
@@ -215,15 +214,12 @@ def run_sweep(sweeper, arguments: list[str]):
                 launcher.use_configs({tuple([*j.overrides, pin]): j.cfg for j in to_run})
             returns = launcher.launch([[*j.overrides, pin] for j in to_run], initial_job_idx=0)
     except KeyboardInterrupt:
-        writer.stop_spare()
         _close(tracker, parent, folder, settled, len(to_run), status="KILLED", reason="interrupted (Ctrl-C)")
         raise
     except BaseException as e:
-        writer.stop_spare()
         reason = f"the launcher failed: {e}" if to_run else f"{type(e).__name__}: {e}"
         _close(tracker, parent, folder, settled, len(to_run), status="FAILED", reason=reason)
         raise
-    writer.stop_spare()  # no launch took it: every job was N/A or FINISHED already
     counts, missing = _close(tracker, parent, folder, settled, len(to_run))
     reported = _report(checked, tracker, parent, sweep_id)
     if counts["failed"] or missing or not reported:
