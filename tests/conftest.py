@@ -39,13 +39,20 @@ def store(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
+def cli_env(extra: dict | None = None) -> dict:
+    """This process's environment for a ``python -m lossbench`` child, without MLFLOW_TRACKING_URI (each test
+    names its own store), plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env.update(extra or {})
+    return env
+
+
 def run_cli(
     args: list[str], cwd: Path, env: dict | None = None, timeout: int = 300, module: str = "lossbench"
 ) -> subprocess.CompletedProcess:
     """Run ``python -m lossbench`` (or another module) as a user would, in ``cwd`` (no inherited
     MLFLOW_TRACKING_URI)."""
-    full_env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    full_env.update(env or {})
+    full_env = cli_env(env)
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=cwd,

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 
-from tests.conftest import run_cli
+from tests.conftest import cli_env, run_cli
 
 SMOKE_FINISHED, SMOKE_NA = 20, 4
 _TIME = r"(?:\d+:)?\d+:\d\d"
@@ -74,7 +74,7 @@ def test_a_smoke_sweep_shows_elapsed_and_eta_and_its_summary_once_on_stdout(tmp_
 
 def test_the_summary_is_written_once_when_stdout_and_stderr_are_one_file(tmp_path):
     log = tmp_path / "log.txt"
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env = cli_env()
     with open(log, "w") as out:
         proc = subprocess.run(
             [sys.executable, "-m", "lossbench", "+experiment=smoke", "model=logreg", "loss=ce", "seed=0"],
@@ -121,7 +121,7 @@ def test_a_torch_fit_on_a_terminal_shows_a_bar_and_no_epoch_lines(tmp_path):
     master, slave = pty.openpty()
     # a terminal has a size (a fresh pty has none, and tqdm draws nothing on a terminal of 0 rows)
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env = cli_env()
     env["LOSSBENCH_PROGRESS_SECONDS"] = "0"  # would log every epoch, were it not a terminal
     chunks: list[bytes] = []
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import socket
 import subprocess
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import cli_env, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 E = "lossbench: error: "
@@ -292,7 +291,7 @@ def test_report_folders_never_lose_a_file_lossbench_did_not_write(tmp_path):
 
 
 def _smoke(folder: Path, *extra: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env = cli_env()
     # torch jobs (~0.5 s each here): long enough for the two sweeps to overlap
     args = ["+experiment=smoke", "model=torch_mlp", "train.patience=null", "report.enabled=false", *extra]
     return subprocess.Popen(

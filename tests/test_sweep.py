@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import run_cli
+from tests.conftest import cli_env, run_cli
 from tests.test_progress import check_progress
 
 SMOKE_FINISHED, SMOKE_NA = 20, 4  # 2 models x 3 losses x 2 ratios x 2 seeds; focal on logreg is N/A
@@ -174,7 +174,7 @@ def test_a_diverging_config_is_recorded_failed_and_the_others_finish(tmp_path):
 
 
 def test_a_killed_sweep_resumes_to_exactly_one_finished_run_per_config(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env = cli_env()
     proc = subprocess.Popen(
         [sys.executable, "-m", "lossbench", "+experiment=smoke"],
         cwd=tmp_path,

@@ -18,7 +18,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from lossbench.tune import STORAGE_FILE, Knob, SealedSplit, SealedSplitTouched, shared_space
-from tests.conftest import compose_cfg, run_cli, tiny
+from tests.conftest import cli_env, compose_cfg, run_cli, tiny
 
 # two models x two losses on wine: 4 cells, 2 seeds each; trials train in a second or less
 GRID = ["-m", "data=wine", "imbalance.ratio=5", "seed=0,1", "train.threads=1", "tracking.experiment=tune"]
@@ -185,7 +185,7 @@ def _finished_trials(db: Path) -> int:
 def _kill_mid_tuning(args: list[str], cwd: Path, after: int) -> int:
     """Start ``python -m lossbench *args``, SIGKILL its process group once ``after`` trials finished; the
     number of trials finished by then."""
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env = cli_env()
     proc = subprocess.Popen(
         [sys.executable, "-m", "lossbench", *args],
         cwd=cwd,

@@ -17,7 +17,7 @@ from lossbench.errors import ConfigError
 from lossbench.pipeline import execute, prepare
 from lossbench.runtime import busy_cores, cores, torch_threads
 from lossbench.sweep.jobs import STATUS_FILE, _recorded, _tracker, store_finished, write_status
-from tests.conftest import compose_cfg, run_cli
+from tests.conftest import cli_env, compose_cfg, run_cli
 
 FILES = {"config.yaml", "per_class_test.csv", "reliability_test.json", "confusion_matrix_test.png"}
 
@@ -211,7 +211,7 @@ def test_ctrl_c_keeps_every_run_handed_to_the_helper_and_the_same_command_resume
     import sys
 
     args = ["-m", "seed=range(0,30)", "report.enabled=false", "hydra.launcher.background_writes=true"]
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env = cli_env()
     proc = subprocess.Popen(
         [sys.executable, "-m", "lossbench", *args],
         cwd=tmp_path,
