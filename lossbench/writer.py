@@ -55,16 +55,34 @@ def wanted(setting, jobs: int, cores: int | None = None) -> bool:
 _spare: Writer | None = None  # started ahead of a launch (:func:`prestart`)
 
 
-def prestart() -> None:
+def prestart(uri: str | None = None) -> None:
     """Start the helper now, so that its start (a process importing MLflow, ~2-3 s of one core) overlaps
-    the sweep's own start; the next :func:`background_writes` takes it (:func:`stop_spare` ends it unused)."""
+    the sweep's own start; the next :func:`background_writes` takes it (:func:`stop_spare` ends it unused).
+    ``uri``: the sweep's store; if it is a SQLite file that does not exist yet, the helper creates one
+    meanwhile (:meth:`Writer.create_store`, taken by :func:`adopt_store`)."""
     global _spare
     if _spare is None:
         _spare = Writer()
+        if uri:
+            _spare.create_store(uri)
+        _spare.warm_up_figures()
+
+
+def adopt_store(uri: str) -> bool:
+    """The store the helper created for ``uri`` while the sweep was planned becomes ``uri``'s file, once the
+    plan has accepted the sweep (a refused sweep leaves no store behind). True when it did."""
+    return _spare is not None and _spare.adopt_store(uri)
+
+
+def spare() -> Writer | None:
+    """The helper started for this sweep and not storing runs now (before or after a launch), if any: the
+    report draws figures on it (:meth:`Writer.submit`)."""
+    return _spare
 
 
 def stop_spare() -> None:
-    """End a helper :func:`prestart` started and no launch took (every job N/A or FINISHED already)."""
+    """End the sweep's helper once no launch or report needs it (also one :func:`prestart` started and no
+    launch took: every job N/A or FINISHED already)."""
     global _spare
     spare, _spare = _spare, None
     if spare is not None:
@@ -90,7 +108,10 @@ def background_writes(enabled: bool) -> Iterator[Writer | None]:
             yield writer
     finally:
         _current = None
-        writer.close()
+        try:
+            writer.drain()
+        finally:  # kept for the next launch and the report's figures (spare()); the sweeper ends it
+            _spare = writer
 
 
 class Writer:
@@ -105,8 +126,65 @@ class Writer:
         )
         self._waiting: deque = deque()  # (future, call, args, label, run id), oldest first
         self.stored = 0
+        self._told = 0  # runs stored before the last drain
+        self._new_store: tuple | None = None  # (temporary file, the store's file, future): create_store
         with _interrupt_deferred():
             self._pool.submit(_warm_up)  # the helper imports MLflow while the first job trains
+
+    def warm_up_figures(self) -> None:
+        """The helper imports seaborn and the report's figures (it draws some of them, lossbench.report)."""
+        with _interrupt_deferred():
+            self._pool.submit(_warm_up_figures)
+
+    def create_store(self, uri: str) -> None:
+        """When ``uri`` is a SQLite file that does not exist yet (a first sweep in a folder): the helper
+        creates a fresh MLflow store in a temporary file beside it (MLflow's own schema creation and
+        migrations, ~2.5 s of one core) while this process plans the sweep. :meth:`adopt_store` then gives
+        it the store's name; a sweep refused meanwhile leaves nothing (:meth:`close` removes the file)."""
+        import os
+        from pathlib import Path
+
+        from lossbench.store import sqlite_file
+
+        final = sqlite_file(uri)
+        if self._new_store is not None or final is None or "?" in uri:
+            return
+        final = Path(os.path.abspath(final))
+        if final.exists() or not final.parent.is_dir():
+            return
+        temporary = final.with_name(f".{final.name}.lossbench-new-{os.getpid()}")
+        with _interrupt_deferred():
+            future = self._pool.submit(_create_store, str(temporary))
+        self._new_store = (temporary, final, future)
+
+    def adopt_store(self, uri: str) -> bool:
+        """Link the store :meth:`create_store` made to ``uri``'s file name, if that file still does not exist
+        (another process may have created it meanwhile: then it is left as it is). True when it did."""
+        import os
+        from pathlib import Path
+
+        from lossbench.store import sqlite_file
+
+        item, self._new_store = self._new_store, None
+        if item is None:
+            return False
+        temporary, final, future = item
+        try:
+            error = future.result()
+            wanted = sqlite_file(uri)
+            if error or wanted is None or Path(os.path.abspath(wanted)) != final:
+                if error:
+                    log.debug("the MLflow helper could not create the store (%s): created here", error)
+                return False
+            if any(temporary.with_name(temporary.name + end).exists() for end in ("-journal", "-wal")):
+                return False  # not a closed, whole file: the store is created here
+            os.link(temporary, final)  # atomic; fails if the file exists by now
+            return True
+        except Exception as e:  # FileExistsError, a helper that ended, ...: the store is opened as it is
+            log.debug("the store the MLflow helper created is not used (%s)", e)
+            return False
+        finally:
+            temporary.unlink(missing_ok=True)
 
     def store(self, call: Callable, args: tuple, *, label: str, run_id: str) -> None:
         """Hand ``call(*args)`` to the helper: a module-level function that returns None, or the text of a
@@ -148,17 +226,31 @@ class Writer:
         if error:
             log.error("%s: storing run %s failed: %s", label, run_id, error)
 
-    def close(self) -> None:
-        """Wait until every run handed over is stored; then end the helper."""
+    def drain(self) -> None:
+        """Wait until every run handed over is stored."""
         if self._waiting and not all(item[0].done() for item in self._waiting):
             log.info("storing the last %d runs in MLflow ...", len(self._waiting))
+        while self._waiting:
+            self._settle_oldest()
+        if self.stored > self._told:  # a helper kept for the next launch counts that launch's runs
+            log.info("the MLflow helper process stored %d runs", self.stored - self._told)
+            self._told = self.stored
+
+    def submit(self, call: Callable, *args, **kwargs):
+        """Run ``call`` in the helper (once no run is waiting to be stored, e.g. a report's figure); its
+        ``Future``. Raises RuntimeError when the helper is gone."""
+        with _interrupt_deferred():
+            return self._pool.submit(call, *args, **kwargs)
+
+    def close(self) -> None:
+        """Wait until every run handed over is stored; then end the helper."""
         try:
-            while self._waiting:
-                self._settle_oldest()
+            self.drain()
         finally:
             self._pool.shutdown(wait=True)
-        if self.stored:
-            log.info("the MLflow helper process stored %d runs", self.stored)
+            if self._new_store is not None:  # created for a sweep that was refused or interrupted
+                self._new_store[0].unlink(missing_ok=True)
+                self._new_store = None
 
 
 @contextmanager
@@ -200,3 +292,22 @@ def _warm_up() -> None:
     import mlflow.tracking  # noqa: F401
 
     import lossbench.tracking  # noqa: F401
+
+
+def _warm_up_figures() -> None:
+    import seaborn  # noqa: F401
+
+    import lossbench.report.figures  # noqa: F401
+
+
+def _create_store(path: str) -> str | None:
+    """In the helper: a fresh MLflow store in the SQLite file ``path`` (None, or the error's text)."""
+    try:
+        from mlflow.tracking import MlflowClient
+
+        for name in ("mlflow", "alembic"):  # their INFO lines about creating the schema (as in Tracker)
+            logging.getLogger(name).setLevel(logging.WARNING)
+        MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments(max_results=1)
+    except Exception as e:
+        return f"{type(e).__name__}: {e}"
+    return None

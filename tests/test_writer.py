@@ -159,8 +159,13 @@ def test_the_jobs_process_leaves_the_helper_a_core():
 def test_a_sweep_through_the_helper_records_what_it_records_without_it(tmp_path):
     """The same 3-job sweep with background_writes true and false: the same runs (params but train.threads,
     metrics but the fit's seconds, files), all FINISHED when the command returns; the helper stored the
-    first's 3 runs."""
-    recorded = {}
+    first's 3 runs, made its store and drew figures of its report; the two reports show the same figures,
+    with the same panels."""
+    import re
+
+    from PIL import Image
+
+    recorded, shown = {}, {}
     for setting in ("true", "false"):
         folder = tmp_path / setting
         folder.mkdir()
@@ -168,29 +173,41 @@ def test_a_sweep_through_the_helper_records_what_it_records_without_it(tmp_path)
             [
                 "-m",
                 "seed=0,1,2",
-                "report.enabled=false",
+                "imbalance.ratio=1,10",
                 f"hydra.launcher.background_writes={setting}",
                 "hydra.sweep.dir=sweep",
             ],
             folder,
         )
         assert out.returncode == 0, out.stderr
-        assert ("the MLflow helper process stored 3 runs" in out.stdout) == (setting == "true")
-        assert "lossbench: 3 finished, 0 resumed, 0 skipped (N/A), 0 failed" in out.stdout
+        assert ("the MLflow helper process stored 6 runs" in out.stdout) == (setting == "true")
+        assert "lossbench: 6 finished, 0 resumed, 0 skipped (N/A), 0 failed" in out.stdout
+        drew = re.search(r"\((\d+) of (\d+) figures drawn by the helper process\)", out.stdout)
+        assert (drew is not None and int(drew[1]) >= 1) == (setting == "true"), out.stdout
+        report = folder / "reports" / "lossbench"
+        srcs = re.findall(r'<img src="(figures/[^"]+)"', (report / "index.html").read_text())
+        assert srcs and sorted(srcs) == sorted(f"figures/{p.name}" for p in (report / "figures").iterdir())
+        shown[setting] = {src: Image.open(report / src).text["Panels"] for src in srcs}
         client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
         exp = client.get_experiment_by_name("lossbench")
         runs = [r for r in client.search_runs([exp.experiment_id]) if "lossbench.role" not in r.data.tags]
-        assert len(runs) == 3 and {r.info.status for r in runs} == {"FINISHED"}
+        assert len(runs) == 6 and {r.info.status for r in runs} == {"FINISHED"}
         recorded[setting] = {
-            r.data.params["seed"]: (
+            (r.data.params["seed"], r.data.params["imbalance.ratio"]): (
                 {k: v for k, v in r.data.params.items() if k != "train.threads"},  # one fewer with the helper
                 {k: v for k, v in r.data.metrics.items() if k != "train/fit_seconds"},
                 sorted(a.path for a in client.list_artifacts(r.info.run_id)),
             )
             for r in runs
         }
-    assert recorded["true"] == recorded["false"]
-    assert sorted(recorded["true"]["0"][2]) == sorted(FILES)
+    # the same params and files; the same metrics up to BLAS's summation order (the helper leaves the fit one
+    # thread fewer: lbfgs's probabilities then differ by ~1e-9 on the larger splits)
+    assert recorded["true"].keys() == recorded["false"].keys()
+    for key, (params, metrics, files) in recorded["true"].items():
+        assert params == recorded["false"][key][0] and files == recorded["false"][key][2]
+        assert metrics == pytest.approx(recorded["false"][key][1], rel=1e-6, abs=1e-9)
+    assert sorted(next(iter(recorded["true"].values()))[2]) == sorted(FILES)
+    assert shown["true"] == shown["false"] and len(shown["true"]) >= 4
 
 
 def test_a_bad_background_writes_value_is_refused_before_anything_is_recorded(tmp_path):
@@ -265,3 +282,62 @@ def test_a_ctrl_c_during_a_hand_over_waits_for_the_hand_over_to_complete():
     with _interrupt_deferred():
         steps.append("quiet")
     assert steps[-1] == "quiet" and signal.getsignal(signal.SIGINT) is before
+
+
+def _names(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_the_helper_makes_the_new_store_a_sweep_then_writes_to(tmp_path):
+    """create_store while the sweep is planned, adopt_store once it is accepted: a store MLflow made, under
+    the store's name, nothing else left in the folder, and MLflow reads and writes it."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    helper = writer.Writer()
+    try:
+        helper.create_store(uri)
+        assert not (tmp_path / "mlflow.db").exists()  # nothing under the store's name before it is accepted
+        assert helper.adopt_store(uri)
+        assert not helper.adopt_store(uri)  # once
+    finally:
+        helper.close()
+    assert _names(tmp_path) == ["mlflow.db"]
+    client = MlflowClient(uri)
+    assert [e.name for e in client.search_experiments()] == ["Default"]
+    run = client.create_run(client.create_experiment("mine"))
+    client.log_metric(run.info.run_id, "m", 0.5)
+    client.set_terminated(run.info.run_id)
+    assert MlflowClient(uri).get_run(run.info.run_id).data.metrics == {"m": 0.5}
+
+
+def test_a_store_the_helper_made_for_a_refused_or_overtaken_sweep_is_removed(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    helper = writer.Writer()
+    helper.create_store(uri)
+    helper.close()  # the sweep was refused: never adopted
+    assert _names(tmp_path) == []
+    # another process creates the store meanwhile: it is left as that process made it
+    helper = writer.Writer()
+    try:
+        helper.create_store(uri)
+        theirs = MlflowClient(uri).create_experiment("theirs")
+        assert not helper.adopt_store(uri)
+    finally:
+        helper.close()
+    assert _names(tmp_path) == ["mlflow.db"]
+    assert MlflowClient(uri).get_experiment_by_name("theirs").experiment_id == theirs
+    # a store that exists is never made again
+    helper = writer.Writer()
+    try:
+        helper.create_store(uri)
+        assert not helper.adopt_store(uri)
+    finally:
+        helper.close()
+    assert _names(tmp_path) == ["mlflow.db"]
+
+
+def test_a_sweep_refused_while_the_helper_made_its_store_leaves_no_store(tmp_path):
+    refused = ["-m", "seed=0,1", "imbalance.ratio=0.5", "hydra.launcher.background_writes=true"]
+    out = run_cli(refused, tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert "imbalance.ratio=0.5 is invalid" in out.stderr
+    assert [n for n in _names(tmp_path) if "mlflow" in n] == []

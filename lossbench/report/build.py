@@ -42,8 +42,8 @@ class ReportBuilder:
     section's module is the module, not the method.
     """
 
-    def __init__(self, exp: Experiment, metric: str, out: Path, rope: float = ROPE) -> None:
-        self.ctx = ReportContext.create(exp, metric, out, rope=rope)
+    def __init__(self, exp: Experiment, metric: str, out: Path, rope: float = ROPE, executor=None) -> None:
+        self.ctx = ReportContext.create(exp, metric, out, rope=rope, executor=executor)
 
     @property
     def doc(self) -> Document:
@@ -101,11 +101,19 @@ class ReportBuilder:
         about.files(self.ctx)
 
     def build(self) -> Document:
+        try:
+            return self._build()
+        except BaseException:
+            self.ctx.drawing.abandon()
+            raise
+
+    def _build(self) -> Document:
         self.intro()
         if self.ctx.runs.empty:
             self.findings()
             self.accounting()
             self.na_matrix()
+            self.ctx.drawing.settle(self.doc.blocks)
             return self.doc
         findings_at = len(self.doc.blocks)
         self.tuning()  # right after the findings (inserted before it below); only for a tuned sweep
@@ -124,6 +132,7 @@ class ReportBuilder:
         rest, self.doc.blocks = self.doc.blocks[findings_at:], self.doc.blocks[:findings_at]
         self.findings()  # first in the document, written once the numbers behind it exist
         self.doc.blocks.extend(rest)
+        self.ctx.drawing.settle(self.doc.blocks)  # the figures the helper process draws
         return self.doc
 
 
@@ -136,6 +145,7 @@ def build_report(
     *,
     key: str = "--out",
     rope: float = ROPE,
+    executor=None,
 ) -> Path:
     """Build the comparison report of an MLflow experiment; returns the path of its ``index.html``.
 
@@ -148,7 +158,9 @@ def build_report(
     ``figures/``, written by :func:`lossbench.paths.write_report`: a folder that is not empty and holds no
     lossbench report is refused, and files lossbench did not write are never replaced or removed. ``key``
     names the setting in error messages (``report.out`` in a sweep). ``rope``: the Bayesian signed-rank
-    test's region of practical equivalence, in the metric's units (default 0.01: 1 point).
+    test's region of practical equivalence, in the metric's units (default 0.01: 1 point). ``executor``
+    (``submit(fn, *args)`` returning a future, e.g. a sweep's idle helper process): the figures are drawn
+    there as well as here (:mod:`lossbench.report.drawing`).
     """
     from lossbench.paths import check_report_dir, report_dir, shown, write_report
 
@@ -172,18 +184,29 @@ def build_report(
     # (statsmodels' Holm correction calls gc.collect(), ~1 s a call with 10k runs in memory)
     gc.freeze()
     try:
-        write_report(folder, lambda staging: _write(exp, metric, staging, rope), key=key)
+        drawing = {}
+        write_report(
+            folder, lambda staging: drawing.update(_write(exp, metric, staging, rope, executor)), key=key
+        )
     finally:
         gc.unfreeze()
-    log.info("report: built in %.1f s -> %s", time.perf_counter() - started, shown(folder / "index.html"))
+    helper = drawing.get("by_helper", 0)
+    log.info(
+        "report: built in %.1f s%s -> %s",
+        time.perf_counter() - started,
+        f" ({helper} of {helper + drawing.get('here', 0)} figures drawn by the helper process)"
+        if helper
+        else "",
+        shown(folder / "index.html"),
+    )
     return folder / "index.html"
 
 
-def _write(exp: Experiment, metric: str, staging: Path, rope: float = ROPE) -> None:
-    """Every file of the report, into the (fresh) folder ``staging``."""
+def _write(exp: Experiment, metric: str, staging: Path, rope: float = ROPE, executor=None) -> dict:
+    """Every file of the report, into the (fresh) folder ``staging``; how many figures were drawn where."""
     from lossbench.report.document import to_html, to_markdown
 
-    builder = ReportBuilder(exp, metric, staging, rope)
+    builder = ReportBuilder(exp, metric, staging, rope, executor)
     doc = builder.build()
     staging.mkdir(parents=True, exist_ok=True)
     (staging / "index.html").write_text(to_html(doc), encoding="utf-8")
@@ -192,6 +215,7 @@ def _write(exp: Experiment, metric: str, staging: Path, rope: float = ROPE) -> N
     pd.DataFrame(builder.comparisons).to_csv(staging / "comparisons.csv", index=False)
     if builder.ctx.tuning is not None:  # a tuned sweep: default vs tuned per cell (the Tuning section)
         builder.ctx.tuning_rows.to_csv(staging / "tuning.csv", index=False)
+    return {"by_helper": builder.ctx.drawing.drawn_by_helper, "here": builder.ctx.drawing.drawn_here}
 
 
 __all__ = ["build_report"]

@@ -120,9 +120,11 @@ def run_sweep(sweeper, arguments: list[str]):
         in_process = hasattr(launcher, "runs_in_process") and launcher.runs_in_process()  # n_jobs checked
         grid = expand(sweep_arguments(sweeper.params, arguments), loader, config.hydra.job.config_name)
         if in_process and writer.wanted(getattr(launcher, "background_writes", False), len(grid)):
-            writer.prestart()  # its start overlaps the plan's and the store's (the sweeper ends it if unused)
+            # it starts while the plan runs, and creates a new store meanwhile (the sweeper ends it if unused)
+            writer.prestart(_store_uri(config))
         composer = JobComposer(loader, config)
         checked = plan(composer, grid)
+        writer.adopt_store(checked.uri)  # the sweep is accepted: the store the helper made is the sweep's
         tracker = Tracker(checked.uri, checked.experiment)
     except (CommandError, ConfigError) as e:
         _refuse(e)
@@ -225,6 +227,19 @@ def run_sweep(sweeper, arguments: list[str]):
     if counts["failed"] or missing or not reported:
         _EXIT["code"] = 1
     return returns
+
+
+def _store_uri(config) -> str | None:
+    """The sweep's tracking URI as the command sets it, before any job is composed (None when it cannot be
+    told yet: the plan then finds it)."""
+    from omegaconf import OmegaConf
+
+    from lossbench.tracking import tracking_uri
+
+    try:
+        return tracking_uri(OmegaConf.select(config, "tracking.uri"))
+    except Exception:
+        return None
 
 
 def _tune(
@@ -371,6 +386,7 @@ def _report(checked, tracker, parent: str, sweep_id: str) -> bool:
             rope=report.get("rope", 0.01),
             sweep=sweep_id,
             key="report.out",
+            executor=writer.spare(),  # the sweep's MLflow helper, idle now, draws figures too
         )
         tracker.log_report(parent, index.parent)
     except Exception as e:

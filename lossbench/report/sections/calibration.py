@@ -19,7 +19,8 @@ def calibration(ctx: ReportContext, client) -> None:
         return
     table = stats.summarize(ece_runs, "test/ece", False, ctx.axes, metric_range("ece"))
     ctx.figure(
-        fig.lines_with_bands(
+        ctx.draw(
+            fig.lines_with_bands,
             table,
             "ratio",
             ctx.facets,
@@ -55,7 +56,8 @@ def calibration(ctx: ReportContext, client) -> None:
             diagrams[(model, loss)] = stats.pooled_reliability(bins)
     ordered = {k: diagrams[k] for loss in main for k in sorted(diagrams) if k[1] == loss}
     ctx.figure(
-        fig.reliability(
+        ctx.draw(
+            fig.reliability,
             ordered,
             ctx.colours,
             ctx.figures_dir / "reliability.png",

@@ -13,6 +13,7 @@ from lossbench.baselines import CALIBRATION_ONLY, comparable
 from lossbench.report import figures as fig
 from lossbench.report import stats
 from lossbench.report.document import Document, Image
+from lossbench.report.drawing import Drawing, Pending
 from lossbench.report.load import Experiment, finished
 from lossbench.report.metric import difference_range
 from lossbench.report.sections.formatting import Units
@@ -94,9 +95,14 @@ class ReportContext:
     # the defaults; None for an untuned one
     tuning: Tuned | None = None
     tuning_rows: pd.DataFrame = field(default_factory=pd.DataFrame)  # tuning.csv
+    drawing: Drawing = field(
+        default_factory=Drawing
+    )  # where the figures are drawn (lossbench.report.drawing)
 
     @classmethod
-    def create(cls, exp: Experiment, metric: str, out: Path, rope: float = stats.ROPE) -> ReportContext:
+    def create(
+        cls, exp: Experiment, metric: str, out: Path, rope: float = stats.ROPE, executor=None
+    ) -> ReportContext:
         units = Units(metric, higher_is_better(metric))
         column = f"test/{metric}"
         tuning = split(exp)  # lossbench.report.tuning: findings restated on the tuned runs
@@ -120,6 +126,7 @@ class ReportContext:
             figures_dir=out / "figures",
             rope=rope,
             tuning=tuning,
+            drawing=Drawing(executor),
         )
 
     @property
@@ -137,9 +144,19 @@ class ReportContext:
         wanted = [BASELINE, *winners, "label_smoothing", "focal"]
         return [x for x in dict.fromkeys(wanted) if x in self.losses][:5]
 
-    def figure(self, path: Path | None, alt: str, caption: str) -> None:
-        """The figure at ``path`` into the document; none when the figure had nothing to draw."""
-        if path is not None:
+    def draw(self, call, *args, **kwargs) -> Path | Pending | None:
+        """A figure function of :mod:`lossbench.report.figures` called, here or by the helper process
+        (:mod:`lossbench.report.drawing`); pass what it returns to :meth:`figure`."""
+        return self.drawing.draw(call, *args, **kwargs)
+
+    def figure(self, path: Path | Pending | None, alt: str, caption: str) -> None:
+        """The figure at ``path`` into the document; none when the figure had nothing to draw (a figure the
+        helper draws is removed at the build's end if it drew nothing)."""
+        if isinstance(path, Pending):
+            block = Image(f"figures/{path.path.name}", alt, caption)
+            self.doc.add(block)
+            self.drawing.later(block, path)
+        elif path is not None:
             self.doc.add(Image(f"figures/{path.name}", alt, caption))
 
     # ------------------------------------------------------------------ what the settings are, said plainly

@@ -56,7 +56,8 @@ def curves(ctx: ReportContext, client=None) -> None:
     table = table.assign(loss=ordered).sort_values(["loss", "step"])
     table["loss"] = table["loss"].astype(str)
     ctx.figure(
-        fig.training_curves(
+        ctx.draw(
+            fig.training_curves,
             table,
             ctx.colours,
             ctx.figures_dir / "training_curves.png",

@@ -166,7 +166,8 @@ def _setting(ctx: ReportContext, r: AcrossDatasets, records, diagram: bool) -> N
         )
     if diagram and r.nemenyi_p is not None and len(r.losses) >= 2:
         name = "_".join(safe_name(fmt_axis(v)) for v in r.setting.values())
-        path = fig.critical_difference(
+        path = ctx.draw(
+            fig.critical_difference,
             r.mean_ranks,
             r.nemenyi_p,
             ctx.colours,

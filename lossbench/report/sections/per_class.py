@@ -50,7 +50,8 @@ def per_class(ctx: ReportContext) -> None:
     )
     table["train_count"] = table["train_count"].round().astype(int)
     ctx.figure(
-        fig.per_class_recall(
+        ctx.draw(
+            fig.per_class_recall,
             table,
             ctx.colours,
             ctx.figures_dir / "per_class_recall.png",

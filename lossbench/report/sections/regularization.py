@@ -19,7 +19,8 @@ def regularization(ctx: ReportContext) -> None:
     table = stats.summarize(ctx.runs, ctx.column, u.higher, [*axes, "strength"], u.range)
     facets = [a for a in axes if a not in ("ratio",)] + (["ratio"] if ctx.runs["ratio"].nunique() > 1 else [])
     ctx.figure(
-        fig.lines_with_bands(
+        ctx.draw(
+            fig.lines_with_bands,
             table,
             "strength",
             facets,

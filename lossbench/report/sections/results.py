@@ -115,7 +115,8 @@ def main_tables(ctx: ReportContext) -> None:
         ctx.doc.add(Table(header, rows, caption=caption))
     _metric_vs_ratio(ctx)
     ctx.figure(
-        fig.heatmaps(
+        ctx.draw(
+            fig.heatmaps,
             ctx.summary,
             ctx.facets,
             ctx.losses,
@@ -140,11 +141,19 @@ def _metric_vs_ratio(ctx: ReportContext) -> None:
     has_baseline = BASELINE in set(ctx.summary["loss"])
     n_panels = len(ctx.summary.drop_duplicates([*ctx.facets, "loss"]))
     if ctx.summary["loss"].nunique() <= OVERLAID_LOSSES:
-        drawn = fig.lines_with_bands(ctx.summary, "ratio", ctx.facets, ctx.colours, path, **common)
+        drawn = ctx.draw(fig.lines_with_bands, ctx.summary, "ratio", ctx.facets, ctx.colours, path, **common)
         caption = f"Test {u.label} against ρ, one line per loss, band = 95% CI over seeds."
     elif n_panels <= SMALL_MULTIPLES_MAX:
-        drawn = fig.small_multiples(
-            ctx.summary, "ratio", ctx.facets, ctx.losses, ctx.colours, path, reference=BASELINE, **common
+        drawn = ctx.draw(
+            fig.small_multiples,
+            ctx.summary,
+            "ratio",
+            ctx.facets,
+            ctx.losses,
+            ctx.colours,
+            path,
+            reference=BASELINE,
+            **common,
         )
         caption = (
             f"Test {u.label} against ρ, one panel per loss and "
@@ -153,7 +162,8 @@ def _metric_vs_ratio(ctx: ReportContext) -> None:
             + "All panels share the y axis. Losses ordered by mean rank over all settings."
         )
     else:
-        drawn = fig.lines_with_bands(
+        drawn = ctx.draw(
+            fig.lines_with_bands,
             ctx.summary,
             "ratio",
             ctx.facets,

@@ -81,7 +81,8 @@ def _model(ctx: ReportContext, model: str) -> None:
                 caption=f"{model}: each loss against {BASELINE}, all settings pooled",
             )
         )
-    path = fig.critical_difference(
+    path = ctx.draw(
+        fig.critical_difference,
         result.mean_ranks,
         result.pairwise_p,
         ctx.colours,

@@ -222,7 +222,8 @@ def _gain_figure(ctx: ReportContext, table: pd.DataFrame) -> None:
     table = table[~table["nothing_to_tune"]]
     drawn = table.assign(setting=[_setting(ctx, r) for _, r in table.iterrows()])
     ctx.figure(
-        fig.tuning_gains(
+        ctx.draw(
+            fig.tuning_gains,
             drawn,
             ctx.losses,
             ctx.colours,
@@ -309,7 +310,13 @@ def _sensitivity(ctx: ReportContext) -> None:
     order += sorted(set(points["loss"]) - set(order))
     objective = _objective(ctx)
     ctx.figure(
-        fig.tuning_sensitivity(points, order, ctx.figures_dir / "tuning_sensitivity.png", ylabel=objective),
+        ctx.draw(
+            fig.tuning_sensitivity,
+            points,
+            order,
+            ctx.figures_dir / "tuning_sensitivity.png",
+            ylabel=objective,
+        ),
         "validation metric of every tuning trial against each knob",
         f"Sensitivity: {objective} of every trial against each knob it tried, one panel per loss and knob, "
         "one colour per setting; ringed: the chosen trial of each cell. Knobs spanning more than "
