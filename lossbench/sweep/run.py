@@ -124,6 +124,8 @@ def run_sweep(sweeper, arguments: list[str]):
             writer.prestart(_store_uri(config))
         composer = JobComposer(loader, config)
         checked = plan(composer, grid)
+        import mlflow.tracking  # noqa: F401  (~1.5 s: while the helper may still be making the store)
+
         writer.adopt_store(checked.uri)  # the sweep is accepted: the store the helper made is the sweep's
         tracker = Tracker(checked.uri, checked.experiment)
     except (CommandError, ConfigError) as e:
