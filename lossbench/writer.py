@@ -117,7 +117,7 @@ def background_writes(enabled: bool) -> Iterator[Writer | None]:
 class Writer:
     """One helper process that stores runs in the order they are handed over."""
 
-    def __init__(self) -> None:
+    def __init__(self, warm_up: bool = True) -> None:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
@@ -128,8 +128,9 @@ class Writer:
         self.stored = 0
         self._told = 0  # runs stored before the last drain
         self._new_store: tuple | None = None  # (temporary file, the store's file, future): create_store
-        with _interrupt_deferred():
-            self._pool.submit(_warm_up)  # the helper imports MLflow while the first job trains
+        if warm_up:
+            with _interrupt_deferred():
+                self._pool.submit(_warm_up)  # the helper imports MLflow while the first job trains
 
     def warm_up_figures(self) -> None:
         """The helper imports seaborn and the report's figures (it draws some of them, lossbench.report)."""
@@ -179,6 +180,7 @@ class Writer:
             if any(temporary.with_name(temporary.name + end).exists() for end in ("-journal", "-wal")):
                 return False  # not a closed, whole file: the store is created here
             os.link(temporary, final)  # atomic; fails if the file exists by now
+            log.debug("the MLflow helper process created the new store %s", final)
             return True
         except Exception as e:  # FileExistsError, a helper that ended, ...: the store is opened as it is
             log.debug("the store the MLflow helper created is not used (%s)", e)

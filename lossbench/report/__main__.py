@@ -2,7 +2,7 @@
 
 python -m lossbench.report --experiment NAME|GLOB [--experiment NAME|GLOB ...] [--tracking-uri URI]
                            [--out DIR] [--metric M]
-                           [--all | --sweep ID] [--rope R]
+                           [--all | --sweep ID] [--rope R] [--draw-here]
 """
 
 from __future__ import annotations
@@ -10,6 +10,20 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+
+
+def _figure_helper():
+    """A helper process that starts (seaborn, the figures' module: ~2 s of another core) while the store is
+    read, and then draws some of the figures (lossbench.report.drawing); None on one core."""
+    from lossbench.runtime import cores
+
+    if cores() < 2:
+        return None
+    from lossbench.writer import Writer
+
+    helper = Writer(warm_up=False)  # it stores no runs: no MLflow import
+    helper.warm_up_figures()
+    return helper
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,6 +61,12 @@ def main(argv: list[str] | None = None) -> int:
         help="region of practical equivalence of the Bayesian signed-rank test, in the metric's units "
         "(default 0.01: 1 point of a [0, 1] metric)",
     )
+    parser.add_argument(
+        "--draw-here",
+        action="store_true",
+        help="draw every figure in this process (default, with 2 cores or more: a helper process draws "
+        "some of them meanwhile)",
+    )
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument(
         "--all", action="store_true", help="every run of the experiment, not only the latest sweep"
@@ -78,14 +98,20 @@ def main(argv: list[str] | None = None) -> int:
         )  # a server that does not answer fails in seconds, not minutes
         from lossbench.report.build import build_report
 
-        index = build_report(
-            args.experiment,
-            tracking_uri=uri,
-            out=args.out,
-            metric=args.metric,
-            sweep="all" if args.all else (args.sweep or "latest"),
-            rope=args.rope,
-        )
+        helper = None if args.draw_here else _figure_helper()
+        try:
+            index = build_report(
+                args.experiment,
+                tracking_uri=uri,
+                out=args.out,
+                metric=args.metric,
+                sweep="all" if args.all else (args.sweep or "latest"),
+                rope=args.rope,
+                executor=helper,
+            )
+        finally:
+            if helper is not None:
+                helper.close()
     except ConfigError as e:
         print(f"lossbench.report: error: {e}", file=sys.stderr)
         return 2
