@@ -18,6 +18,13 @@ write is logged with the run's id and recorded in the job's status (``failed``),
 
 Runs that fail are recorded inline (rare; their traceback stays in this process). Jobs run on a pool of
 worker processes, by a stock launcher, or a single run store their runs inline, as they always did.
+
+The same helper does two more things for a sweep, each on the core the plan or the report leaves idle: while
+the sweep is planned it creates the store when the store is a SQLite file that does not exist yet
+(:meth:`Writer.create_store`: in a temporary file beside it, given the store's name only once the plan has
+accepted the sweep, :meth:`Writer.adopt_store`), and once the runs are stored it draws some of the report's
+figures (:meth:`Writer.submit`, :mod:`lossbench.report.drawing`). It lives from the sweep's start to its end
+(:func:`prestart`, :func:`stop_spare`). ``python -m lossbench.report`` starts one that only draws.
 """
 
 from __future__ import annotations
@@ -55,17 +62,14 @@ def wanted(setting, jobs: int, cores: int | None = None) -> bool:
 _spare: Writer | None = None  # started ahead of a launch (:func:`prestart`)
 
 
-def prestart(uri: str | None = None) -> None:
-    """Start the helper now, so that its start (a process importing MLflow, ~2-3 s of one core) overlaps
-    the sweep's own start; the next :func:`background_writes` takes it (:func:`stop_spare` ends it unused).
-    ``uri``: the sweep's store; if it is a SQLite file that does not exist yet, the helper creates one
-    meanwhile (:meth:`Writer.create_store`, taken by :func:`adopt_store`)."""
+def prestart() -> Writer:
+    """Start the helper now, so that its start overlaps the sweep's own start (the sweep gives it work
+    meanwhile: compositions, a new store or MLflow's import); the next :func:`background_writes` takes it
+    (:func:`stop_spare` ends it unused)."""
     global _spare
     if _spare is None:
         _spare = Writer()
-        if uri:
-            _spare.create_store(uri)
-        _spare.warm_up_figures()
+    return _spare
 
 
 def adopt_store(uri: str) -> bool:
@@ -101,7 +105,10 @@ def background_writes(enabled: bool) -> Iterator[Writer | None]:
         return
     from threadpoolctl import threadpool_limits
 
-    writer, _spare = _spare or Writer(), None
+    writer, _spare = _spare, None
+    if writer is None:  # not started ahead by the sweeper
+        writer = Writer()
+        writer.warm_up()
     _current = writer
     try:
         with threadpool_limits(limits=max(1, runtime.cores() - 1)):
@@ -115,9 +122,10 @@ def background_writes(enabled: bool) -> Iterator[Writer | None]:
 
 
 class Writer:
-    """One helper process that stores runs in the order they are handed over."""
+    """One helper process that stores runs in the order they are handed over (and runs what else it is
+    given: a new store, a report's figures)."""
 
-    def __init__(self, warm_up: bool = True) -> None:
+    def __init__(self) -> None:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
@@ -128,35 +136,39 @@ class Writer:
         self.stored = 0
         self._told = 0  # runs stored before the last drain
         self._new_store: tuple | None = None  # (temporary file, the store's file, future): create_store
-        if warm_up:
-            with _interrupt_deferred():
-                self._pool.submit(_warm_up)  # the helper imports MLflow while the first job trains
+
+    def warm_up(self) -> None:
+        """The helper imports MLflow now (~1.5 s), not when it is handed its first run."""
+        with _interrupt_deferred():
+            self._pool.submit(_warm_up)
 
     def warm_up_figures(self) -> None:
         """The helper imports seaborn and the report's figures (it draws some of them, lossbench.report)."""
         with _interrupt_deferred():
             self._pool.submit(_warm_up_figures)
 
-    def create_store(self, uri: str) -> None:
+    def create_store(self, uri: str | None) -> bool:
         """When ``uri`` is a SQLite file that does not exist yet (a first sweep in a folder): the helper
         creates a fresh MLflow store in a temporary file beside it (MLflow's own schema creation and
         migrations, ~2.5 s of one core) while this process plans the sweep. :meth:`adopt_store` then gives
-        it the store's name; a sweep refused meanwhile leaves nothing (:meth:`close` removes the file)."""
+        it the store's name; a sweep refused meanwhile leaves nothing (:meth:`close` removes the file).
+        True when the helper was given the store to create."""
         import os
         from pathlib import Path
 
         from lossbench.store import sqlite_file
 
-        final = sqlite_file(uri)
+        final = sqlite_file(uri) if uri else None
         if self._new_store is not None or final is None or "?" in uri:
-            return
+            return False
         final = Path(os.path.abspath(final))
         if final.exists() or not final.parent.is_dir():
-            return
+            return False
         temporary = final.with_name(f".{final.name}.lossbench-new-{os.getpid()}")
         with _interrupt_deferred():
             future = self._pool.submit(_create_store, str(temporary))
         self._new_store = (temporary, final, future)
+        return True
 
     def adopt_store(self, uri: str) -> bool:
         """Link the store :meth:`create_store` made to ``uri``'s file name, if that file still does not exist

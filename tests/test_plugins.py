@@ -26,17 +26,23 @@ def _master(overrides):
 
 
 @pytest.mark.parametrize(
-    "overrides, jobs, bases, every",
+    "overrides, jobs, bases, every, helper",
     [
-        (["+experiment=imbalance"], 216, 18, 5),  # 2 models x 9 losses share a base; ratio x seed are values
-        (["+experiment=smoke", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], 24, 6, 1),
+        # 2 models x 9 losses share a base; ratio x seed are values; with the sweep's helper process
+        # composing bases from the last one (the sweeper's way), and without
+        (["+experiment=imbalance"], 216, 18, 5, True),
+        (["+experiment=imbalance"], 216, 18, 5, False),
+        (["+experiment=smoke", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], 24, 6, 1, False),
         # a user's own experiment folder on the search path (as benchmarks/ run theirs)
-        (["+experiment=mine", "hydra.searchpath=[file://{tmp}]"], 12, 2, 1),
+        (["+experiment=mine", "hydra.searchpath=[file://{tmp}]"], 12, 2, 1, True),
     ],
 )
-def test_job_configs_equal_hydras_own_composition(overrides, jobs, bases, every, tmp_path):
+def test_job_configs_equal_hydras_own_composition(overrides, jobs, bases, every, helper, tmp_path):
     """Each job composed from its base equals Hydra's full composition, hydra node included (every
-    ``every``-th job: Hydra's own path costs ~0.15 s a job); no base fell back to Hydra's path."""
+    ``every``-th job: Hydra's own path costs ~0.15 s a job); no base fell back to Hydra's path. With the
+    helper process, the bases it composed (for 18 bases: some) are Hydra's as well."""
+    from lossbench.writer import Writer
+
     (tmp_path / "experiment").mkdir()
     (tmp_path / "experiment" / "mine.yaml").write_text(
         "# @package _global_\nhydra:\n  mode: MULTIRUN\n  sweeper:\n    params:\n"
@@ -47,8 +53,20 @@ def test_job_configs_equal_hydras_own_composition(overrides, jobs, bases, every,
         master, loader, grid = _master(overrides)
         assert len(grid) == jobs
         composer = JobComposer(loader, master)
-        fast = [composer.compose(job) for job in grid]
-        assert composer.composed == {"fast": jobs, "hydra": 2 * bases}  # each base, and its first job again
+        writer = Writer() if helper else None
+        try:
+            if writer is not None:
+                writer.submit(int).result()  # it is up: it takes the last base while this process composes
+                composer.compose_ahead(grid, writer)
+            fast = [composer.compose(job) for job in grid]
+        finally:
+            composer.cancel_ahead()
+            if writer is not None:
+                writer.close()
+        by_helper = composer.composed.pop("by the helper")
+        # each base, and its first job again, here or in the helper
+        assert composer.composed == {"fast": jobs, "hydra": 2 * bases - by_helper}
+        assert (by_helper >= 2) if helper and bases > 2 else (by_helper % 2 == 0), by_helper
         for k in [*range(0, len(grid), every), len(grid) - 1]:
             slow = loader.load_sweep_config(master, list(grid[k]))
             assert _plain(fast[k]) == _plain(slow), grid[k]

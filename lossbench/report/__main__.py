@@ -21,7 +21,7 @@ def _figure_helper():
         return None
     from lossbench.writer import Writer
 
-    helper = Writer(warm_up=False)  # it stores no runs: no MLflow import
+    helper = Writer()  # it stores no runs: no MLflow import
     helper.warm_up_figures()
     return helper
 

@@ -36,8 +36,11 @@ class JobComposer:
         # base key -> the composed base, pickled (a copy by pickle.loads takes ~2 ms where copy.deepcopy of a
         # DictConfig, hydra node included, takes ~10), or None: use Hydra's composition
         self._bases: dict[tuple, bytes | None] = {}
-        self.composed = {"fast": 0, "hydra": 0}
+        self.composed = {"fast": 0, "hydra": 0, "by the helper": 0}
         self._parsed: dict[str, object] = {}  # override line -> Hydra's parse of it (jobs repeat most lines)
+        self._ahead: dict[
+            tuple, object
+        ] = {}  # base key -> future of (base, first job) composed by the helper
 
     def groups(self) -> set[str]:
         """Every config group the search path has (``model``, ``hydra/launcher`` ...)."""
@@ -79,13 +82,64 @@ class JobComposer:
         self.composed["hydra"] += 1
         return self.loader.load_sweep_config(self.master, list(overrides))
 
+    def _key(self, overrides: Sequence[str]):
+        parsed, values, rest = self._split(overrides)
+        return (tuple(rest), tuple(o.key_or_group for o in values)), parsed, values, rest
+
+    def compose_ahead(self, grid: Sequence[Sequence[str]], executor) -> None:
+        """Hand the Hydra compositions of the bases of ``grid`` (each base, and its first job, the check) to
+        ``executor`` (the sweep's helper process, :meth:`lossbench.writer.Writer.submit`), last base first,
+        while :meth:`compose` goes through the jobs from the first: a base the helper has not started when
+        its first job comes is composed here (its future cancelled), so neither process waits for the
+        other for long. The helper composes with the same loader and master config, and Hydra's state."""
+        from hydra.core.singleton import Singleton
+
+        first: dict[tuple, list[str]] = {}
+        for overrides in grid:
+            key, _, _, rest = self._key(overrides)
+            if key not in self._bases and key not in first:
+                first[key] = (list(rest), list(overrides))
+        if len(first) < 2:  # one base: nothing to share
+            return
+        import cloudpickle
+
+        state = cloudpickle.dumps(Singleton.get_state())  # OmegaConf's resolvers are closures
+        for key in reversed(list(first)):
+            rest, overrides = first[key]
+            try:
+                self._ahead[key] = executor.submit(
+                    _compose_pair, self.loader, self.master, rest, overrides, state
+                )
+            except RuntimeError:  # the helper is gone: every composition is made here
+                return
+
+    def _from_helper(self, key):
+        """(base, first job) the helper composed for ``key``, or None: not started (cancelled), failed (this
+        process composes it and meets the error itself), or none handed over."""
+        future = self._ahead.pop(key, None)
+        if future is None or future.cancel():
+            return None
+        try:
+            pair = future.result()
+        except Exception as e:
+            log.debug("the helper's composition failed (%s: %s); composed here", type(e).__name__, e)
+            return None
+        self.composed["by the helper"] += 2
+        return pair
+
+    def cancel_ahead(self) -> None:
+        """Cancel what the helper has not started (the plan is refused, or done)."""
+        for future in self._ahead.values():
+            future.cancel()
+        self._ahead.clear()
+
     def compose(self, overrides: Sequence[str]):
         """The config of the job with these overrides: a fresh DictConfig the caller owns."""
-        parsed, values, rest = self._split(overrides)
-        key = (tuple(rest), tuple(o.key_or_group for o in values))
+        key, parsed, values, rest = self._key(overrides)
         verify = key not in self._bases
+        pair = self._from_helper(key) if verify else None
         if verify:
-            self._bases[key] = pickle.dumps(self.hydra_compose(rest))
+            self._bases[key] = pickle.dumps(pair[0] if pair else self.hydra_compose(rest))
         base = self._bases[key]
         if base is None:
             return self.hydra_compose(overrides)
@@ -95,7 +149,7 @@ class JobComposer:
         if verify:
             from omegaconf import OmegaConf
 
-            slow = self.hydra_compose(overrides)
+            slow = pair[1] if pair else self.hydra_compose(overrides)
             if OmegaConf.to_container(slow, resolve=False) != OmegaConf.to_container(cfg, resolve=False):
                 log.debug("composition by values differs from Hydra's for %s: Hydra's is used", overrides)
                 self._bases[key] = None
@@ -123,6 +177,19 @@ class JobComposer:
             cfg.hydra.overrides.hydra = master_hydra + hydra_lines
             cfg.hydra.overrides.task = [o.input_line for o in task]
             cfg.hydra.job.override_dirname = override_dirname(task, cfg.hydra.job.config.override_dirname)
+
+
+def _compose_pair(loader, master, rest: list[str], overrides: list[str], singleton_state: bytes):
+    """In the helper: Hydra's composition of a base and of its first job, with the launching process's Hydra
+    state (its config store and plugins; pickled by cloudpickle), as lossbench's pool workers set it."""
+    import pickle
+
+    from hydra.core.singleton import Singleton
+    from hydra.core.utils import setup_globals
+
+    setup_globals()
+    Singleton.set_state(pickle.loads(singleton_state))
+    return loader.load_sweep_config(master, rest), loader.load_sweep_config(master, overrides)
 
 
 def override_dirname(task_overrides, settings) -> str:

@@ -119,11 +119,22 @@ def run_sweep(sweeper, arguments: list[str]):
     try:
         in_process = hasattr(launcher, "runs_in_process") and launcher.runs_in_process()  # n_jobs checked
         grid = expand(sweep_arguments(sweeper.params, arguments), loader, config.hydra.job.config_name)
-        if in_process and writer.wanted(getattr(launcher, "background_writes", False), len(grid)):
-            # it starts while the plan runs, and creates a new store meanwhile (the sweeper ends it if unused)
-            writer.prestart(_store_uri(config))
         composer = JobComposer(loader, config)
-        checked = plan(composer, grid)
+        if in_process and writer.wanted(getattr(launcher, "background_writes", False), len(grid)):
+            # it starts while the plan runs and meanwhile composes bases too (from the last one), then
+            # creates the store if it is new, else imports MLflow (the sweeper ends it if unused)
+            helper = writer.prestart()
+            composer.compose_ahead(grid, helper)
+            if not helper.create_store(_store_uri(config)):
+                helper.warm_up()
+        else:
+            helper = None
+        try:
+            checked = plan(composer, grid)
+        finally:
+            composer.cancel_ahead()
+        if helper is not None:
+            helper.warm_up_figures()  # for the report, once the plan no longer needs it
         import mlflow.tracking  # noqa: F401  (~1.5 s: while the helper may still be making the store)
 
         writer.adopt_store(checked.uri)  # the sweep is accepted: the store the helper made is the sweep's
@@ -131,10 +142,13 @@ def run_sweep(sweeper, arguments: list[str]):
     except (CommandError, ConfigError) as e:
         _refuse(e)
     log.info(
-        "checked %d jobs in %.1f s (%d compositions by Hydra)",
+        "checked %d jobs in %.1f s (%d compositions by Hydra%s)",
         len(grid),
         checked.seconds,
-        composer.composed["hydra"],
+        composer.composed["hydra"] + composer.composed["by the helper"],
+        f", {composer.composed['by the helper']} of them in the helper process"
+        if composer.composed["by the helper"]
+        else "",
     )
     for run_id, reason in tracker.settle_interrupted(None):
         log.warning(
