@@ -38,9 +38,8 @@ class JobComposer:
         self._bases: dict[tuple, bytes | None] = {}
         self.composed = {"fast": 0, "hydra": 0, "by the helper": 0}
         self._parsed: dict[str, object] = {}  # override line -> Hydra's parse of it (jobs repeat most lines)
-        self._ahead: dict[
-            tuple, object
-        ] = {}  # base key -> future of (base, first job) composed by the helper
+        # base key -> the future of (base, first job) handed to the helper process (compose_ahead)
+        self._ahead: dict[tuple, object] = {}
 
     def groups(self) -> set[str]:
         """Every config group the search path has (``model``, ``hydra/launcher`` ...)."""
@@ -94,7 +93,7 @@ class JobComposer:
         other for long. The helper composes with the same loader and master config, and Hydra's state."""
         from hydra.core.singleton import Singleton
 
-        first: dict[tuple, list[str]] = {}
+        first: dict[tuple, tuple[list[str], list[str]]] = {}  # base key -> (its overrides, its first job's)
         for overrides in grid:
             key, _, _, rest = self._key(overrides)
             if key not in self._bases and key not in first:

@@ -95,9 +95,8 @@ class ReportContext:
     # the defaults; None for an untuned one
     tuning: Tuned | None = None
     tuning_rows: pd.DataFrame = field(default_factory=pd.DataFrame)  # tuning.csv
-    drawing: Drawing = field(
-        default_factory=Drawing
-    )  # where the figures are drawn (lossbench.report.drawing)
+    # where the figures are drawn: here, or also in a helper process (lossbench.report.drawing)
+    drawing: Drawing = field(default_factory=Drawing)
 
     @classmethod
     def create(
