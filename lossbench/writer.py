@@ -29,10 +29,11 @@ figures (:meth:`Writer.submit`, :mod:`lossbench.report.drawing`). It lives from 
 
 from __future__ import annotations
 
+import glob
 import logging
 from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from lossbench import runtime
 
@@ -154,6 +155,7 @@ class Writer:
         it the store's name; a sweep refused meanwhile leaves nothing (:meth:`close` removes the file).
         True when the helper was given the store to create."""
         import os
+        import socket
         from pathlib import Path
 
         from lossbench.store import sqlite_file
@@ -164,7 +166,10 @@ class Writer:
         final = Path(os.path.abspath(final))
         if final.exists() or not final.parent.is_dir():
             return False
-        temporary = final.with_name(f".{final.name}.lossbench-new-{os.getpid()}")
+        _remove_stale_stores(final)
+        temporary = final.with_name(
+            f"{_NEW_STORE_PREFIX.format(name=final.name)}{socket.gethostname()}-{os.getpid()}"
+        )
         with _interrupt_deferred():
             future = self._pool.submit(_create_store, str(temporary))
         self._new_store = (temporary, final, future)
@@ -312,6 +317,34 @@ def _warm_up_figures() -> None:
     import seaborn  # noqa: F401
 
     import lossbench.report.figures  # noqa: F401
+
+
+_NEW_STORE_PREFIX = ".{name}.lossbench-new-"  # + host-pid: a store :meth:`Writer.create_store` is making
+
+
+def _remove_stale_stores(final) -> list:
+    """Remove the stores that helpers of ended processes on this host were making beside ``final`` and never
+    adopted (their sweep was killed, e.g. SIGKILL, while it was planned); their journals too. A file of a
+    live process, or of another host (a shared folder), is left. Returns the paths removed."""
+    import socket
+
+    prefix = _NEW_STORE_PREFIX.format(name=final.name)
+    removed = []
+    for path in final.parent.glob(f"{glob.escape(prefix)}*"):
+        owner = path.name[len(prefix) :]
+        for end in ("-journal", "-wal", "-shm"):
+            owner = owner.removesuffix(end)
+        host, _, pid = owner.rpartition("-")
+        if host != socket.gethostname() or not runtime.is_gone(
+            {"lossbench.host": host, "lossbench.pid": pid}
+        ):
+            continue
+        with suppress(OSError):
+            path.unlink()
+            removed.append(path)
+    if removed:
+        log.info("removed %d unfinished store file(s) left beside %s by ended sweeps", len(removed), final)
+    return removed
 
 
 def _create_store(path: str) -> str | None:

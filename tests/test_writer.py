@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 from functools import partial
 
 import pytest
@@ -333,6 +334,37 @@ def test_a_store_the_helper_made_for_a_refused_or_overtaken_sweep_is_removed(tmp
     finally:
         helper.close()
     assert _names(tmp_path) == ["mlflow.db"]
+
+
+def test_stores_left_unfinished_by_ended_sweeps_are_removed_when_a_helper_makes_one(tmp_path):
+    """A sweep killed (SIGKILL) while its helper made the store leaves the hidden file: the next helper that
+    makes a store there removes those of ended processes on this host, and no other."""
+    import socket
+    import subprocess
+
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    host = socket.gethostname()
+    dead = [
+        f".mlflow.db.lossbench-new-{host}-{ended.pid}",
+        f".mlflow.db.lossbench-new-{host}-{ended.pid}-journal",
+    ]
+    kept = [
+        f".mlflow.db.lossbench-new-{host}-{os.getppid()}",  # a live process: its sweep may still adopt it
+        f".mlflow.db.lossbench-new-other-host.example-{ended.pid}",  # a shared folder: not ours to judge
+        f".other.db.lossbench-new-{host}-{ended.pid}",  # beside another store
+    ]
+    for name in dead + kept:
+        (tmp_path / name).write_bytes(b"partial")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    helper = writer.Writer()
+    try:
+        assert helper.create_store(uri)
+        assert helper.adopt_store(uri)
+    finally:
+        helper.close()
+    assert _names(tmp_path) == sorted(["mlflow.db", *kept])
+    assert all((tmp_path / name).read_bytes() == b"partial" for name in kept)
 
 
 def test_a_sweep_refused_while_the_helper_made_its_store_leaves_no_store(tmp_path):
