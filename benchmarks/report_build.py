@@ -26,10 +26,11 @@ What it does, in one invocation:
   import does; nothing of it persists in the file). ``--store-dir`` keeps the stores for next time.
 - measure: ``python -m lossbench.report --experiment ... --tracking-uri ... --out ...`` in a fresh process,
   wall time, best of R; the output is checked (index.html, README.md, summary.csv with one row per setting and
-  loss, comparisons.csv, the figures, the run count the report states), so a broken report cannot pass as
-  fast. Then, in this process, ``build_report`` once more with timers around the real calls (load: the store
-  read in place or through search_runs pages, the JSON artifacts read in place or downloaded; statistics,
-  figures, HTML/Markdown) and, at the largest size, under cProfile.
+  loss and one per CE row for each post-hoc baseline the report ranks, comparisons.csv, the figures, the run
+  count the report states), so a broken report cannot pass as fast. Then, in this process, ``build_report``
+  once more with timers around the real calls (load: the store read in place or through search_runs pages,
+  the JSON artifacts read in place or downloaded; statistics, figures, HTML/Markdown) and, at the largest
+  size, under cProfile.
 
     python benchmarks/report_build.py            # 1,000 and 10,000 runs: generating the stores is most of it
                                                  # (200 runs on 2 cores: ~20 s of the sweeper's plan, then
@@ -642,10 +643,27 @@ def check_report(out: Path, store: Store) -> str:
             problems.append(f"{name} missing or empty")
     rows = comparisons = 0
     if (out / "summary.csv").is_file():
+        from lossbench.baselines import BASELINES, CALIBRATION_ONLY
+
         with open(out / "summary.csv", newline="") as f:
-            rows = sum(1 for _ in csv.DictReader(f))
-        if rows != store.meta["summary_rows"]:
-            problems.append(f"summary.csv has {rows} rows, expected {store.meta['summary_rows']}")
+            table_ = list(csv.DictReader(f))
+        rows = len(table_)
+        # one row per setting and loss, plus one per setting with a CE run for each post-hoc baseline ranked
+        # by the report's metric (the calibration-only ones are not)
+        losses = [r for r in table_ if r["loss"] not in BASELINES]
+        if len(losses) != store.meta["summary_rows"]:
+            problems.append(f"summary.csv has {len(losses)} loss rows, expected {store.meta['summary_rows']}")
+        ranked = sorted(set(BASELINES) - set(CALIBRATION_ONLY))
+        setting = [k for k in table_[0] if k in ("model", "ratio", "strength")] if table_ else []
+        ce = sorted(tuple(r[k] for k in setting) for r in losses if r["loss"] == "ce")
+        for name in ranked:
+            theirs = sorted(tuple(r[k] for k in setting) for r in table_ if r["loss"] == name)
+            if theirs != ce:
+                problems.append(
+                    f"summary.csv has {len(theirs)} {name} rows, expected {len(ce)} (one per CE row)"
+                )
+        if rows != len(losses) + len(ce) * len(ranked):
+            problems.append(f"summary.csv has {rows} rows, expected {len(losses) + len(ce) * len(ranked)}")
     if (out / "comparisons.csv").is_file():
         with open(out / "comparisons.csv", newline="") as f:
             comparisons = sum(1 for _ in csv.DictReader(f))
