@@ -322,29 +322,23 @@ def _warm_up_figures() -> None:
 _NEW_STORE_PREFIX = ".{name}.lossbench-new-"  # + host-pid: a store :meth:`Writer.create_store` is making
 
 
-def _remove_stale_stores(final) -> list:
+def _remove_stale_stores(final) -> None:
     """Remove the stores that helpers of ended processes on this host were making beside ``final`` and never
     adopted (their sweep was killed, e.g. SIGKILL, while it was planned); their journals too. A file of a
-    live process, or of another host (a shared folder), is left. Returns the paths removed."""
-    import socket
-
+    live process, or of another host (a shared folder), is left (:func:`lossbench.runtime.is_gone`)."""
     prefix = _NEW_STORE_PREFIX.format(name=final.name)
-    removed = []
+    removed = 0
     for path in final.parent.glob(f"{glob.escape(prefix)}*"):
         owner = path.name[len(prefix) :]
         for end in ("-journal", "-wal", "-shm"):
             owner = owner.removesuffix(end)
         host, _, pid = owner.rpartition("-")
-        if host != socket.gethostname() or not runtime.is_gone(
-            {"lossbench.host": host, "lossbench.pid": pid}
-        ):
-            continue
-        with suppress(OSError):
-            path.unlink()
-            removed.append(path)
+        if runtime.is_gone({"lossbench.host": host, "lossbench.pid": pid}):
+            with suppress(OSError):
+                path.unlink()
+                removed += 1
     if removed:
-        log.info("removed %d unfinished store file(s) left beside %s by ended sweeps", len(removed), final)
-    return removed
+        log.info("removed %d unfinished store file(s) left beside %s by ended sweeps", removed, final)
 
 
 def _create_store(path: str) -> str | None:
