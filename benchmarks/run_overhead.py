@@ -39,6 +39,7 @@ The end-of-sweep report is switched off (``report.enabled=false``): it runs once
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import statistics
 import tempfile
@@ -334,10 +335,13 @@ def main() -> None:
         root = Path(tmp)
         print("end to end (python -m lossbench, fresh process and store each):")
         e2e = end_to_end(root, n, repeats, extra, ladder)
-        print("bare loop (lossbench.pipeline.run in this process) ...")
-        bare = bare_loop(root, n, repeats)
-        print("in-process breakdown (real run_sweep and sweep.run_job with timers) ...")
-        prof, starts = breakdown(root, n, extra)
+        # in this process: MLflow puts a SQLite store's artifacts under the working folder's mlruns/, so work
+        # in the temporary folder (the command's folder stays as it was)
+        with contextlib.chdir(root):
+            print("bare loop (lossbench.pipeline.run in this process) ...")
+            bare = bare_loop(root, n, repeats)
+            print("in-process breakdown (real run_sweep and sweep.run_job with timers) ...")
+            prof, starts = breakdown(root, n, extra)
 
     walls = e2e["walls"]
 
