@@ -155,7 +155,6 @@ class Writer:
         it the store's name; a sweep refused meanwhile leaves nothing (:meth:`close` removes the file).
         True when the helper was given the store to create."""
         import os
-        import socket
         from pathlib import Path
 
         from lossbench.store import sqlite_file
@@ -167,8 +166,9 @@ class Writer:
         if final.exists() or not final.parent.is_dir():
             return False
         _remove_stale_stores(final)
+        me = runtime.identity()  # host and pid, as _remove_stale_stores reads them back with runtime.is_gone
         temporary = final.with_name(
-            f"{_NEW_STORE_PREFIX.format(name=final.name)}{socket.gethostname()}-{os.getpid()}"
+            f"{_NEW_STORE_PREFIX.format(name=final.name)}{me['lossbench.host']}-{me['lossbench.pid']}"
         )
         with _interrupt_deferred():
             future = self._pool.submit(_create_store, str(temporary))
