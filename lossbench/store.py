@@ -17,7 +17,9 @@ log = logging.getLogger("lossbench")
 
 # alembic revisions of MLflow's tracking schema whose runs, params, tags and latest_metrics tables this code's
 # queries were tested against (tests/test_tracking.py and tests/test_report.py compare them with search_runs)
-TESTED_REVISIONS = frozenset({"dc11669786a5"})  # MLflow 3.17
+# MLflow 3.18's migrations after 3.17's (skill registry tables, the issues table, MCP server versions) leave
+# those tables as they were
+TESTED_REVISIONS = frozenset({"dc11669786a5", "f4a9b2c7d1e6"})  # MLflow 3.17, 3.18
 
 
 def sqlite_file(uri: str) -> Path | None:
