@@ -7,7 +7,7 @@ figures (seaborn, matplotlib) are drawn once a sweep."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -162,6 +162,37 @@ def _text_image(text: str, font, fill=_TEXT):
 
 
 def _draw(values: np.ndarray, names: list[str], *, fmt: str, vmax: float, cbar_label: str, title):
+    """The figure: a copy of its frame (:func:`_frame`: title, labels, colour bar; the same for every run of a
+    sweep, so drawn once) with the matrix's cells drawn in."""
+    from PIL import ImageDraw
+
+    frame, (left, top, cell, number_size) = _frame(tuple(names), fmt, float(vmax), cbar_label, title)
+    img = frame.copy()
+    draw = ImageDraw.Draw(img)
+    n = len(names)
+    side = n * cell
+    annotate = n <= MAX_ANNOTATED_CLASSES
+    for i in range(n):
+        for j in range(n):
+            v = values[i, j]
+            x0, y0 = left + j * cell, top + i * cell
+            colour = _blues(v / vmax) if np.isfinite(v) else _EMPTY
+            draw.rectangle((x0, y0, x0 + cell - 1, y0 + cell - 1), fill=colour)
+            if annotate and np.isfinite(v):
+                ink = (255, 255, 255) if v > 0.6 * vmax else _TEXT
+                label = _cell_text(format(v, fmt), number_size, ink)  # cached: 0.00-1.00 repeat
+                img.paste(label, (x0 + (cell - label.width) // 2, y0 + (cell - label.height) // 2), label)
+    if n <= 30:  # white grid lines between cells
+        for k in range(1, n):
+            draw.line((left + k * cell, top, left + k * cell, top + side), fill=_GRID)
+            draw.line((left, top + k * cell, left + side, top + k * cell), fill=_GRID)
+    return img
+
+
+@lru_cache(maxsize=8)
+def _frame(names: tuple[str, ...], fmt: str, vmax: float, cbar_label: str, title):
+    """Everything of the figure but the matrix's cells, and where they go: (image, (left, top, cell size,
+    the cells' font size)). Callers copy the image."""
     from PIL import Image, ImageDraw
 
     n = len(names)
@@ -188,21 +219,6 @@ def _draw(values: np.ndarray, names: list[str], *, fmt: str, vmax: float, cbar_l
     if title:
         w = title_font.getlength(title)
         draw.text((max(pad, left + side / 2 - w / 2), pad), title, font=title_font, fill=_TEXT)
-    annotate = n <= MAX_ANNOTATED_CLASSES
-    for i in range(n):
-        for j in range(n):
-            v = values[i, j]
-            x0, y0 = left + j * cell, top + i * cell
-            colour = _blues(v / vmax) if np.isfinite(v) else _EMPTY
-            draw.rectangle((x0, y0, x0 + cell - 1, y0 + cell - 1), fill=colour)
-            if annotate and np.isfinite(v):
-                ink = (255, 255, 255) if v > 0.6 * vmax else _TEXT
-                label = _cell_text(format(v, fmt), number_font.size, ink)  # cached: 0.00-1.00 repeat
-                img.paste(label, (x0 + (cell - label.width) // 2, y0 + (cell - label.height) // 2), label)
-    if n <= 30:  # white grid lines between cells
-        for k in range(1, n):
-            draw.line((left + k * cell, top, left + k * cell, top + side), fill=_GRID)
-            draw.line((left, top + k * cell, left + side, top + k * cell), fill=_GRID)
     for k, name in enumerate(names):  # row labels, right-aligned; column labels under the matrix
         draw.text((left - 8, top + k * cell + cell / 2), name, font=label_font, fill=_TEXT, anchor="rm")
         centre = left + k * cell + cell / 2
@@ -235,4 +251,4 @@ def _draw(values: np.ndarray, names: list[str], *, fmt: str, vmax: float, cbar_l
     caption = _text_image(cbar_label, small).rotate(90, expand=True)
     cx = cbar_x + 23 + int(small.getlength(format(vmax, fmt))) + 8
     img.paste(caption, (cx, int(top + side / 2 - caption.height / 2)), caption)
-    return img
+    return img, (left, top, cell, number_font.size)
