@@ -38,8 +38,9 @@ def _task(cfg) -> float | None:
 def _resolve_threads(c: dict, in_sweep: bool) -> None:
     """``train.threads=auto`` -> the number this job uses: the cores shared among the jobs the launcher runs
     at once here (``hydra.launcher.n_jobs`` of the lossbench or joblib launcher; 1 for a single run or any
-    other launcher), less a core for the MLflow helper when the jobs hand their runs to one. The value
-    recorded in MLflow is the number used."""
+    other launcher), less a core for the MLflow helper when the jobs hand their runs to one, or twice the
+    jobs when that helper trains jobs too (lossbench.sweep.share: it and this process get half each). The
+    value recorded in MLflow is the number used."""
     from lossbench import writer
     from lossbench.runtime import torch_threads
 
@@ -53,6 +54,9 @@ def _resolve_threads(c: dict, in_sweep: bool) -> None:
         from lossbench.sweep.launch import jobs_at_once
 
         at_once = jobs_at_once(HydraConfig.get().launcher) or 1
+    if writer.sharing():  # this process and the sweep's other one both train (lossbench.sweep.share)
+        train["threads"] = torch_threads("auto", 2 * at_once)
+        return
     train["threads"] = torch_threads("auto", at_once, reserved=1 if writer.current() else 0)
 
 

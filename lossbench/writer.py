@@ -41,11 +41,19 @@ log = logging.getLogger("lossbench")
 
 MAX_BEHIND = 16  # runs handed over and not stored yet before a job waits for the oldest
 _current: Writer | None = None
+_sharing = {"on": False}  # jobs of this launch train in this process and the helper at once (sweep.share)
 
 
 def current() -> Writer | None:
     """The helper this process's jobs hand their finished runs to, if any."""
     return _current
+
+
+def sharing() -> bool:
+    """Whether this process trains jobs while the other process of the sweep (the launching process, or its
+    helper) trains others too (:mod:`lossbench.sweep.share`): ``train.threads=auto`` then counts 2 jobs at
+    once and no core for the helper."""
+    return _sharing["on"]
 
 
 def wanted(setting, jobs: int, cores: int | None = None) -> bool:
@@ -95,10 +103,11 @@ def stop_spare() -> None:
 
 
 @contextmanager
-def background_writes(enabled: bool) -> Iterator[Writer | None]:
+def background_writes(enabled: bool, *, share: bool = False) -> Iterator[Writer | None]:
     """Jobs run inside this block hand their finished runs to a helper process, and this process's BLAS and
-    OpenMP thread pools leave the helper a core; the block's end waits until every run handed over is stored
-    (also on Ctrl-C or an error, so nothing handed over is lost)."""
+    OpenMP thread pools leave the helper a core (``share``: half the cores, the helper trains jobs too,
+    :mod:`lossbench.sweep.share`); the block's end waits until every run handed over is stored (also on
+    Ctrl-C or an error, so nothing handed over is lost)."""
     global _current, _spare
     if not enabled or _current is not None:
         stop_spare()
@@ -111,11 +120,14 @@ def background_writes(enabled: bool) -> Iterator[Writer | None]:
         writer = Writer()
         writer.warm_up()
     _current = writer
+    _sharing["on"] = share
+    cores = runtime.cores()
     try:
-        with threadpool_limits(limits=max(1, runtime.cores() - 1)):
+        with threadpool_limits(limits=max(1, cores // 2 if share else cores - 1)):
             yield writer
     finally:
         _current = None
+        _sharing["on"] = False
         try:
             writer.drain()
         finally:  # kept for the next launch and the report's figures (spare()); the sweeper ends it
@@ -137,6 +149,10 @@ class Writer:
         self.stored = 0
         self._told = 0  # runs stored before the last drain
         self._new_store: tuple | None = None  # (temporary file, the store's file, future): create_store
+        self._pid: int | None = None
+        self._job: object | None = None  # the future of the job the helper trains (sweep.share), if any
+        self._hydra: tuple[int, bytes] | None = None  # (token, Hydra's state and the job context, pickled)
+        self._hydra_of: tuple[int, int] | None = None  # the ids of the context and task it was pickled from
 
     def warm_up(self) -> None:
         """The helper imports MLflow now (~1.5 s), not when it is handed its first run."""
@@ -210,6 +226,9 @@ class Writer:
         failed write, and never raises (it may run twice: here too, when the helper could not finish it).
         First wait for the oldest runs while :data:`MAX_BEHIND` are waiting."""
         while len(self._waiting) >= MAX_BEHIND:
+            if self._job is not None and not self._job.done():  # the oldest waits behind a job: store it here
+                self._settle((None, call, args, label, run_id), here=True)
+                return
             self._settle_oldest()
         try:
             with _interrupt_deferred():
@@ -227,15 +246,20 @@ class Writer:
         self._settle(self._waiting[0])
         self._waiting.popleft()
 
-    def _settle(self, item) -> None:
+    def _settle(self, item, *, here: bool = False) -> None:
+        """A run's outcome: stored by the helper, or here (``here``: the helper trains a job and runs wait
+        already; or the helper is gone, or could not take it)."""
         from concurrent.futures.process import BrokenProcessPool
 
         future, call, args, label, run_id = item
         try:
-            if future is None:
+            if here:
+                error = call(*args)
+            elif future is None:
                 raise BrokenProcessPool("the helper was gone when the run was handed over")
-            error = future.result()
-            self.stored += 1
+            else:
+                error = future.result()
+                self.stored += 1
         except BrokenProcessPool:
             log.warning("%s: the MLflow helper process ended; storing run %s here", label, run_id)
             error = call(*args)
@@ -254,6 +278,42 @@ class Writer:
         if self.stored > self._told:  # a helper kept for the next launch counts that launch's runs
             log.info("the MLflow helper process stored %d runs", self.stored - self._told)
             self._told = self.stored
+
+    def pid(self) -> int:
+        """The helper's process id (asked once; it waits for what the helper was handed before)."""
+        import os
+
+        if self._pid is None:
+            with _interrupt_deferred():
+                future = self._pool.submit(os.getpid)
+            self._pid = future.result()
+        return self._pid
+
+    def run_job(self, cfg, idx: int, context, task_function, *, gpu_check: bool = False):
+        """Hand the helper a whole job to set up, train and record (:mod:`lossbench.sweep.share`); the future
+        of its ``JobReturn``, or :data:`lossbench.sweep.share.DECLINED` (``gpu_check``: a job it trains only
+        where CUDA is not present). Hydra's state and the job context are pickled once (cloudpickle:
+        OmegaConf's resolvers are closures) and unpickled once by the helper."""
+        if self._hydra is None or self._hydra_of != (id(context), id(task_function)):  # a new launch
+            import cloudpickle
+            from hydra.core.singleton import Singleton
+
+            blob = cloudpickle.dumps((Singleton.get_state(), context, task_function))
+            self._hydra = ((self._hydra[0] + 1) if self._hydra else 1, blob)
+            self._hydra_of = (id(context), id(task_function))
+        with _interrupt_deferred():
+            self._job = self._pool.submit(_helper_job, self._hydra, cfg, idx, runtime.cores(), gpu_check)
+        return self._job
+
+    def interrupt_job(self) -> None:
+        """Ctrl-C for the job the helper trains (a terminal signals the whole process group; this reaches it
+        when only the launching process was signalled). Outside its jobs the helper ignores Ctrl-C."""
+        import os
+        import signal
+
+        if self._pid is not None and self._job is not None and not self._job.done():
+            with suppress(OSError):
+                os.kill(self._pid, signal.SIGINT)
 
     def submit(self, call: Callable, *args, **kwargs):
         """Run ``call`` in the helper (once no run is waiting to be stored, e.g. a report's figure); its
@@ -307,16 +367,70 @@ def _helper_start() -> None:
     skip_exit_gc()
 
 
+_HYDRA: dict[int, tuple] = {}  # in the helper: token -> (Hydra's state, job context, task), unpickled once
+
+
+def _interrupt_job(signum, frame) -> None:
+    """In the helper, while it trains a job: Ctrl-C stops the job, once (a second signal is ignored, so the
+    job's own clean-up and the runs waiting to be stored are not cut short)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def _helper_job(hydra: tuple[int, bytes], cfg, idx: int, cores: int, gpu_check: bool):
+    """In the helper: one job of the launch, set up and run as the launching process runs it (Hydra's
+    state first, as lossbench's pool workers set it), at half the cores (the launching process trains too).
+    ``gpu_check``: declined (:data:`lossbench.sweep.share.DECLINED`) where CUDA is present."""
+    import pickle
+    import signal
+
+    if gpu_check:
+        import torch
+
+        if torch.cuda.is_available():
+            from lossbench.sweep.share import DECLINED
+
+            return DECLINED
+
+    from hydra.core.singleton import Singleton
+    from hydra.core.utils import setup_globals
+    from threadpoolctl import threadpool_limits
+
+    from lossbench.sweep.hydra_job import run_one
+
+    token, blob = hydra
+    if token not in _HYDRA:
+        _HYDRA.clear()
+        _HYDRA[token] = pickle.loads(blob)
+    state, context, task_function = _HYDRA[token]
+    setup_globals()
+    Singleton.set_state(state)
+    _sharing["on"] = True
+    signal.signal(signal.SIGINT, _interrupt_job)
+    try:
+        with threadpool_limits(limits=max(1, cores // 2)):
+            return run_one(cfg, idx, context, task_function)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _sharing["on"] = False
+
+
 def _warm_up() -> None:
     import mlflow.tracking  # noqa: F401
 
     import lossbench.tracking  # noqa: F401
+
+    runtime.freeze_heap()
 
 
 def _warm_up_figures() -> None:
     import seaborn  # noqa: F401
 
     import lossbench.report.figures  # noqa: F401
+
+    runtime.freeze_heap()
 
 
 _NEW_STORE_PREFIX = ".{name}.lossbench-new-"  # + host-pid: a store :meth:`Writer.create_store` is making
@@ -351,4 +465,5 @@ def _create_store(path: str) -> str | None:
         MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments(max_results=1)
     except Exception as e:
         return f"{type(e).__name__}: {e}"
+    runtime.freeze_heap()
     return None

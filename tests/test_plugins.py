@@ -170,7 +170,7 @@ def _job_outcome(ours: bool, tmp_path, name: str, overrides: list[str]):
     from hydra.types import HydraContext
     from omegaconf import open_dict
 
-    from lossbench.sweep.launch import run_one
+    from lossbench.sweep.hydra_job import run_one
 
     sweep_dir = tmp_path / name
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
@@ -221,7 +221,7 @@ def _job_outcome(ours: bool, tmp_path, name: str, overrides: list[str]):
     ],
 )
 def test_the_launchers_job_set_up_returns_and_writes_what_hydras_run_job_does(extra, tmp_path):
-    """lossbench's own job set-up (lossbench.sweep.launch.run_one) must return, write and call exactly what
+    """lossbench's own job set-up (lossbench.sweep.hydra_job.run_one) must return, write and call exactly what
     Hydra's run_job does for the same job: the task resolving ${hydra:...} against the job's folder, the
     .hydra/ files, the callbacks, the working folder and environment."""
     overrides = [

@@ -176,6 +176,7 @@ def test_a_sweep_through_the_helper_records_what_it_records_without_it(tmp_path)
                 "seed=0,1,2",
                 "imbalance.ratio=1,10",
                 f"hydra.launcher.background_writes={setting}",
+                "hydra.launcher.helper_jobs=false",  # the helper only stores (test_share: it trains too)
                 "hydra.sweep.dir=sweep",
             ],
             folder,
@@ -228,7 +229,13 @@ def test_ctrl_c_keeps_every_run_handed_to_the_helper_and_the_same_command_resume
     import subprocess
     import sys
 
-    args = ["-m", "seed=range(0,30)", "report.enabled=false", "hydra.launcher.background_writes=true"]
+    args = [
+        "-m",
+        "seed=range(0,30)",
+        "report.enabled=false",
+        "hydra.launcher.background_writes=true",
+        "hydra.launcher.helper_jobs=false",  # every run but the interrupted one is handed to the helper
+    ]
     env = cli_env()
     proc = subprocess.Popen(
         [sys.executable, "-m", "lossbench", *args],

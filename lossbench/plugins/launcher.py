@@ -10,9 +10,12 @@ from hydra.plugins.launcher import Launcher
 
 
 class LossbenchLauncher(Launcher):
-    def __init__(self, n_jobs: int = 1, background_writes: bool | str = "auto") -> None:
+    def __init__(
+        self, n_jobs: int = 1, background_writes: bool | str = "auto", helper_jobs: bool | str = "auto"
+    ) -> None:
         self.n_jobs = n_jobs
         self.background_writes = background_writes
+        self.helper_jobs = helper_jobs
         self.config = None
         self.hydra_context = None
         self.task_function = None
@@ -25,11 +28,13 @@ class LossbenchLauncher(Launcher):
 
     def runs_in_process(self) -> bool:
         """True when the jobs run in the launching process (``hydra.launcher.n_jobs`` and
-        ``background_writes`` checked on the way)."""
+        ``background_writes`` and ``helper_jobs`` checked on the way)."""
+        from lossbench.sweep import share
         from lossbench.sweep.launch import workers
         from lossbench.writer import wanted
 
         wanted(self.background_writes, 2)
+        share.wanted(self.helper_jobs)
         return workers(self.n_jobs) == 1
 
     def use_configs(self, configs: dict[tuple, Any]) -> None:

@@ -328,12 +328,14 @@ def store_finished(
     """Store a finished run's end (:meth:`lossbench.tracking.Tracker.finish`) and its job's status: the
     MLflow helper's work (:mod:`lossbench.writer`; the job's process does it when the helper died). The
     reason when a write failed, else None; never raises."""
+    from lossbench.runtime import freeze_heap
     from lossbench.tracking import failure_reason
 
     try:
         _tracker(uri, experiment).finish(run_id, cfg, result, done=record, params=params)
     except Exception as e:  # the job's status says failed (``record``)
         return failure_reason(e)
+    freeze_heap()  # in the helper: what its first runs imported (lossbench.runtime)
     return None
 
 
