@@ -10,9 +10,12 @@ scikit-learn MLP instead (numpy, one thread per fit in either sweep's jobs; ~2-3
 converges; ``--epochs`` sets its ``model.max_iter``). Both sweeps run as a user runs
 them (``python -m lossbench``, a fresh process, working folder and SQLite store each):
 
-- baseline: one worker, lossbench's launcher's default (``n_jobs: 1``: the jobs run in the launching process);
+- baseline: one worker (``n_jobs: 1``: the jobs run in the launching process, and its MLflow helper only
+  stores runs: ``hydra.launcher.helper_jobs=false``);
 - parallel: ``hydra.launcher.n_jobs=2`` (``--launcher joblib``: ``hydra/launcher=joblib
-  hydra.launcher.n_jobs=2``).
+  hydra.launcher.n_jobs=2``);
+- and, reported beside the verdict, lossbench's default: ``n_jobs: 1`` with the helper training jobs too
+  (``helper_jobs: auto``, :mod:`lossbench.sweep.share`), a second worker of another kind.
 
 ``train.threads`` stays ``auto`` unless ``--threads`` sets it: one worker's jobs get every core's torch
 threads, each of two workers half of them.
@@ -135,9 +138,12 @@ def main() -> None:
     print(f"train.threads for the sweeps: {args.threads or 'auto'}")
     with tempfile.TemporaryDirectory(prefix="lossbench-bench-") as tmp:
         root = Path(tmp)
-        print("baseline: 1 worker (lossbench's launcher, in process) ...")
-        one = sweep(root, "one", jobs, model, [])
+        print("baseline: 1 worker (lossbench's launcher, in process; its helper only stores runs) ...")
+        one = sweep(root, "one", jobs, model, ["hydra.launcher.helper_jobs=false"])
         print(f"  {one['wall']:.2f} s")
+        print("lossbench's default: in process, the helper training jobs too ...")
+        default = sweep(root, "default", jobs, model, [])
+        print(f"  {default['wall']:.2f} s")
         parallel = [f"hydra.launcher.n_jobs={args.n_jobs}"]
         if args.launcher == "joblib":
             parallel.insert(0, "hydra/launcher=joblib")
@@ -178,6 +184,11 @@ def main() -> None:
         print(
             f"note: the shortest fit took {one['fit_min']:.2f} s (< 1 s); raise --epochs for the real figure"
         )
+    print(
+        f"lossbench's default (n_jobs 1, the helper training jobs too): {default['wall']:.2f} s, "
+        f"{one['wall'] / default['wall']:.2f}x the 1-worker baseline "
+        f"(jobs {one['jobs'] / default['jobs']:.2f}x; fits {default['fit_mean']:.2f} s a job)"
+    )
     print()
     name = f"joblib_speedup ({args.model}, {args.launcher} launcher, n_jobs={args.n_jobs})"
     print(verdict(name, speedup, TARGET, "x", higher_is_better=True))

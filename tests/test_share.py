@@ -45,28 +45,28 @@ def _started(args: list[str], folder):
 
 
 def test_jobs_the_helper_trains_are_recorded_as_the_launching_process_records_them(tmp_path):
-    """The same 6 torch jobs with helper_jobs true and false: the helper trained some (their runs carry its
+    """The same 8 torch jobs with helper_jobs true and false: the helper trained some (their runs carry its
     process id), and every job has the same params (but train.threads), metrics (but the fit's seconds),
     files, job folder files and log line either way."""
     recorded, folders = {}, {}
     for setting in ("true", "false"):
         folder = tmp_path / setting
         folder.mkdir()
-        args = ["-m", "seed=0,1,2", "imbalance.ratio=1,10", f"hydra.launcher.helper_jobs={setting}"]
+        args = ["-m", "seed=0,1,2,3", "imbalance.ratio=1,10", f"hydra.launcher.helper_jobs={setting}"]
         out = run_cli([*args, *TORCH, "hydra.sweep.dir=sweep"], folder)
         assert out.returncode == 0, out.stderr
-        assert "lossbench: 6 finished, 0 resumed, 0 skipped (N/A), 0 failed" in out.stdout
-        trained = re.search(r"the MLflow helper process trained (\d+) of the 6 jobs", out.stdout)
+        assert "lossbench: 8 finished, 0 resumed, 0 skipped (N/A), 0 failed" in out.stdout
+        trained = re.search(r"the MLflow helper process trained (\d+) of the 8 jobs", out.stdout)
         assert (trained is not None) == (setting == "true"), out.stdout
-        for k in range(1, 7):
-            assert re.search(rf"\[{k}/6\] model=torch_mlp .* finished: test balanced accuracy", out.stdout)
+        for k in range(1, 9):
+            assert re.search(rf"\[{k}/8\] model=torch_mlp .* finished: test balanced accuracy", out.stdout)
         runs, client = _children(folder)
-        assert len(runs) == 6 and {r.info.status for r in runs} == {"FINISHED"}
+        assert len(runs) == 8 and {r.info.status for r in runs} == {"FINISHED"}
         pids = {r.data.tags["lossbench.pid"] for r in runs}
         if setting == "true":
-            assert 1 <= int(trained[1]) <= 5 and len(pids) == 2  # the two processes trained
+            assert 1 <= int(trained[1]) <= 5 and len(pids) == 2  # the two processes trained (3 first here)
             stored = re.search(r"the MLflow helper process stored (\d+) runs", out.stdout)
-            assert int(trained[1]) + int(stored[1] if stored else 0) <= 6
+            assert int(trained[1]) + int(stored[1] if stored else 0) <= 8
         else:
             assert len(pids) == 1
         recorded[setting] = {
@@ -82,28 +82,28 @@ def test_jobs_the_helper_trains_are_recorded_as_the_launching_process_records_th
             for p in sorted((folder / "sweep").glob("*/.hydra/*.yaml"))
             if p.name != "hydra.yaml"  # it holds the run's own folder paths
         }
-    assert recorded["true"].keys() == recorded["false"].keys() and len(recorded["true"]) == 6
+    assert recorded["true"].keys() == recorded["false"].keys() and len(recorded["true"]) == 8
     for key, (params, metrics, files) in recorded["true"].items():
         assert params == recorded["false"][key][0]
         assert sorted(files) == sorted(FILES) == sorted(recorded["false"][key][2])
         assert metrics == pytest.approx(recorded["false"][key][1], rel=1e-5, abs=1e-7)
-    assert folders["true"] == folders["false"] and len(folders["true"]) == 12  # config + overrides, 6 jobs
+    assert folders["true"] == folders["false"] and len(folders["true"]) == 16  # config + overrides, 8 jobs
 
 
 def test_ctrl_c_stops_the_job_the_helper_trains_and_the_same_command_resumes_the_rest(tmp_path):
     """Ctrl-C (SIGINT to the process group) while the helper trains a job: exit 130 at once; no process left;
     every FINISHED run has its files; the same command again resumes exactly those, marks the interrupted
     runs KILLED (their processes, the helper's among them, are gone) and trains the rest."""
-    args = ["-m", "seed=range(0,6)", *TORCH, "train.epochs=400", "hydra.launcher.helper_jobs=true"]
+    args = ["-m", "seed=range(0,8)", *TORCH, "train.epochs=400", "hydra.launcher.helper_jobs=true"]
     proc = _started(args, tmp_path)
     seen = []
-    for line in proc.stdout:  # the helper takes the last job once the first one is done
+    for line in proc.stdout:  # the helper takes the last job once three are done
         seen.append(line)
         text = "".join(seen)
         started, done = text.count(" running\n"), text.count(" finished: ")
         # two jobs in flight, the helper's among them, and both runs exist (a job logs its data line after
         # create_run)
-        if "[6/6] model=torch_mlp" in text and started - done == 2 and text.count("data=") == started:
+        if "[8/8] model=torch_mlp" in text and started - done == 2 and text.count("data=") == started:
             os.killpg(proc.pid, signal.SIGINT)
             break
     out, _ = proc.communicate(timeout=60)
@@ -119,7 +119,7 @@ def test_ctrl_c_stops_the_job_the_helper_trains_and_the_same_command_resumes_the
     parent = client.search_runs([exp.experiment_id], "tags.`lossbench.role` = 'sweep'")[0]
     assert parent.info.status == "KILLED"
     assert [r for r in stopped if r.data.tags["lossbench.pid"] != parent.data.tags["lossbench.pid"]]
-    assert len(finished) + len(stopped) == len(runs) <= 3
+    assert len(finished) + len(stopped) == len(runs) <= 5  # 3 done before the helper took a job
     assert all(
         {a.path for a in client.list_artifacts(r.info.run_id)} == FILES
         for r in runs
@@ -128,12 +128,12 @@ def test_ctrl_c_stops_the_job_the_helper_trains_and_the_same_command_resumes_the
     again = run_cli(args, tmp_path)
     assert again.returncode == 0, again.stderr
     text = again.stdout + again.stderr
-    assert f"{6 - len(finished)} finished, {len(finished)} resumed" in text
+    assert f"{8 - len(finished)} finished, {len(finished)} resumed" in text
     for run in stopped:
         assert f"run {run.info.run_id} was left RUNNING by a process that is gone: marked KILLED" in text
     runs, _ = _children(tmp_path)
     assert {r.info.run_id for r in runs if r.info.status == "KILLED"} == {r.info.run_id for r in stopped}
-    assert len({r.data.tags["lossbench.fingerprint"] for r in runs if r.info.status == "FINISHED"}) == 6
+    assert len({r.data.tags["lossbench.fingerprint"] for r in runs if r.info.status == "FINISHED"}) == 8
 
 
 def test_helper_jobs_settings():
@@ -172,12 +172,14 @@ def test_a_helper_that_dies_while_it_trains_leaves_its_job_to_the_launching_proc
     the sweep exits 0."""
     import psutil
 
-    args = ["-m", "seed=range(0,5)", *TORCH, "train.epochs=300", "hydra.launcher.helper_jobs=true"]
+    args = ["-m", "seed=range(0,8)", *TORCH, "train.epochs=300", "hydra.launcher.helper_jobs=true"]
     proc = _started(args, tmp_path)
     seen, killed = [], None
     for line in proc.stdout:
         seen.append(line)
-        if killed is None and "[5/5] model=torch_mlp" in line and " running" in line:
+        # job 8 starts before job 7 is done: the helper took it
+        if killed is None and "[8/8] model=torch_mlp" in line and " running" in line:
+            assert not [x for x in seen if "[7/8] model=torch_mlp" in x and " finished: " in x]
             helpers = [
                 p for p in psutil.Process(proc.pid).children() if "spawn_main" in " ".join(p.cmdline())
             ]
@@ -188,9 +190,9 @@ def test_a_helper_that_dies_while_it_trains_leaves_its_job_to_the_launching_proc
     out = "".join(seen)
     assert proc.returncode == 0, out
     assert killed is not None
-    assert "lossbench: 5 finished, 0 resumed, 0 skipped (N/A), 0 failed" in out
-    assert "the MLflow helper process ended while it trained job 5; it runs here" in out
+    assert "lossbench: 8 finished, 0 resumed, 0 skipped (N/A), 0 failed" in out
+    assert "the MLflow helper process ended while it trained job 8; it runs here" in out
     runs, _ = _children(tmp_path)
-    assert len({r.data.tags["lossbench.fingerprint"] for r in runs if r.info.status == "FINISHED"}) == 5
+    assert len({r.data.tags["lossbench.fingerprint"] for r in runs if r.info.status == "FINISHED"}) == 8
     assert {r.info.status for r in runs} <= {"FINISHED", "KILLED"}
     assert all(r.data.tags["lossbench.pid"] != str(killed) for r in runs if r.info.status == "FINISHED")

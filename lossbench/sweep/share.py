@@ -4,10 +4,11 @@ With lossbench's launcher at ``n_jobs: 1`` the jobs run one after another in the
 helper (:mod:`lossbench.writer`) stores each finished run while the next trains. Storing takes the helper
 ~40-60 ms a run, so while the jobs are longer than that (a torch fit: 0.3-3 s) the helper's core is idle most
 of the time. With ``hydra.launcher.helper_jobs`` on (``auto``, the default, whenever the helper runs) the
-helper also trains jobs: while the launching process's jobs are long (:data:`LONG_JOB_SECONDS`), each time
-it holds no job it is handed the last job not started yet (the launching process takes them from the
-front), which it sets up, trains and records itself, exactly as the launching process does
-(:func:`lossbench.sweep.hydra_job.run_one`, Hydra's state handed over as the pool workers get it).
+helper also trains jobs: while the launching process's jobs are long (:data:`LONG_JOB_SECONDS`, and enough
+of them are left: :data:`FIRST_JOB_WORK_SECONDS`), each time it holds no job it is handed the last job not
+started yet (the launching process takes them from the front), which it sets up, trains and records itself,
+exactly as the launching process does (:func:`lossbench.sweep.hydra_job.run_one`, Hydra's state handed over
+as the pool workers get it).
 So both cores train, each job at half the cores' threads (``train.threads=auto``, BLAS), and the launch
 returns every job's ``JobReturn`` in order once both are done.
 
@@ -35,12 +36,17 @@ log = logging.getLogger("lossbench")
 
 SETTINGS = ("auto", True, False)
 
-# the helper takes jobs only while the launching process's jobs take this long (the mean of its last 3): a
-# job costs the helper more than the launching process (its data split is not cached there from the plan,
-# its config and result cross between the processes), and below this the helper, which stores a run in
-# ~40-60 ms, has little time to spare (measured: 96 logreg jobs of ~60 ms, 2 cores: 2-3 s more CPU and
-# 1.3-2.2 s more wall time when the helper took ~20 of them)
+# the helper takes jobs only while the launching process's jobs take this long (the median of its last 3:
+# one slow job, a first one that imports torch, does not count): a job costs the helper more than the
+# launching process (its data split is not cached there from the plan, its config and result cross between
+# the processes), and below this the helper, which stores a run in ~40-60 ms, has little time to spare
+# (measured: 96 logreg jobs of ~60 ms, 2 cores: 2-3 s more CPU and 1.3-2.2 s more wall time when the helper
+# took ~20 of them)
 LONG_JOB_SECONDS = 0.25
+# ... and its first job only while the jobs left would take the launching process this long: that job
+# imports torch or scikit-learn there and loads the data (2-3 s here), and the launch waits for it (4 torch
+# jobs of ~0.7 s: 14.3 s with the helper's job against 11.6 s without)
+FIRST_JOB_WORK_SECONDS = 5.0
 
 
 def wanted(setting) -> bool | str:
@@ -145,7 +151,7 @@ class SharedLaunch:
         while True:
             with self.cond:
                 while not self.stopped and (
-                    self.held is not None or not self._long_jobs() or self._pick(peek=True) is None
+                    self.held is not None or not self._worth_it() or self._pick(peek=True) is None
                 ):
                     self.cond.wait()
                 if self.stopped:
@@ -161,9 +167,15 @@ class SharedLaunch:
                 self.held = (i, future)
             future.add_done_callback(lambda f, i=i: self._done(i, f))
 
-    def _long_jobs(self) -> bool:
-        """Whether this process's last jobs took long enough for the helper to gain by taking jobs."""
-        return len(self.took) > 0 and sum(self.took) / len(self.took) >= LONG_JOB_SECONDS
+    def _worth_it(self) -> bool:
+        """Whether the helper gains by taking a job now: this process's last jobs were long, and, before
+        the helper's first job, enough work is left to pay for its start (module constants)."""
+        if len(self.took) < 3:
+            return False
+        typical = sorted(self.took)[1]
+        return typical >= LONG_JOB_SECONDS and (
+            self.trained > 0 or typical * len(self.todo) >= FIRST_JOB_WORK_SECONDS
+        )
 
     def _pick(self, *, peek: bool) -> int | None:
         """The last job not started that the helper may run (taken off the list unless ``peek``)."""
