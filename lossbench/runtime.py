@@ -112,29 +112,29 @@ def is_gone(tags: dict[str, str]) -> bool:
     return bool(started and now and started != now)
 
 
-_FROZEN = {"modules": 0}  # how many modules were loaded when freeze_heap last froze
+_FROZEN = {"modules": 0, "calls": 0}  # modules loaded at the last freeze; calls since
 
 
-def freeze_heap(new_modules: int = 50) -> bool:
-    """Once this process has loaded ``new_modules`` modules or more since the last call that froze: collect
-    the garbage there is, then leave every object still alive out of the cyclic garbage collector's later
-    passes (``gc.freeze``). What the imports of a sweep create (MLflow, SQLAlchemy, scikit-learn, torch,
-    pandas: about a million objects) lives to the process's end, and each full collection walks all of it:
-    a 216-job ``+experiment=imbalance`` sweep spent 3.0 s in 21 full collections in its launching process, a
-    96-job logreg sweep 1.6 s in 12. Objects made later are collected as before. A frozen object that
-    becomes garbage later is still freed by reference counting, but a cycle of them stays until the process
-    ends: what is frozen is imported modules and what the sweep holds to its end anyway (its jobs' configs,
-    the data splits). Called after each job and each stored run: the check (a length) costs nothing; True
-    when it froze."""
+def freeze_heap(new_modules: int = 50, calls: int = 50) -> bool:
+    """Collect the garbage there is, then leave every object still alive out of the cyclic garbage
+    collector's later passes (``gc.freeze``), once this process has loaded ``new_modules`` modules since the
+    last freeze (imports: long-lived), or every ``calls``-th call (called once per job composed, run or
+    stored: what a sweep holds to its end, its jobs' configs and returns). The imports of a sweep (MLflow,
+    SQLAlchemy, scikit-learn, torch, pandas) and its composed configs are about a million objects, and each
+    full collection walks all of them: a 216-job ``+experiment=imbalance`` sweep spent 3.0 s in 21 full
+    collections in its launching process, ~1 s of it while it composed its jobs. The collection before each
+    freeze walks only what was made since the last. A frozen object that becomes garbage later is still
+    freed by reference counting, but a cycle of them stays until the process ends. True when it froze."""
     import gc
     import sys
 
     loaded = len(sys.modules)
-    if loaded - _FROZEN["modules"] < new_modules:
+    _FROZEN["calls"] += 1
+    if loaded - _FROZEN["modules"] < new_modules and _FROZEN["calls"] < calls:
         return False
     gc.collect()
     gc.freeze()
-    _FROZEN["modules"] = loaded
+    _FROZEN.update(modules=loaded, calls=0)
     return True
 
 

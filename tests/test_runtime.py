@@ -19,6 +19,7 @@ def test_freeze_heap_collects_then_freezes_once_enough_modules_were_loaded(monke
     (not frozen with the rest), then every object still alive is left out of later collections."""
     gc.unfreeze()
     try:
+        monkeypatch.setitem(runtime._FROZEN, "calls", 0)
         monkeypatch.setitem(runtime._FROZEN, "modules", len(sys.modules) - 49)
         assert runtime.freeze_heap() is False
         assert gc.get_freeze_count() == 0
@@ -32,5 +33,18 @@ def test_freeze_heap_collects_then_freezes_once_enough_modules_were_loaded(monke
         assert gc.get_freeze_count() > 0 and gc.is_tracked(kept)
         assert runtime._FROZEN["modules"] == len(sys.modules)
         assert runtime.freeze_heap() is False  # until 50 more modules are loaded
+    finally:
+        gc.unfreeze()
+
+
+def test_freeze_heap_freezes_every_50th_call(monkeypatch):
+    """What a sweep holds to its end (one composed config, one job return a call) is frozen every 50 calls."""
+    gc.unfreeze()
+    try:
+        monkeypatch.setitem(runtime._FROZEN, "modules", len(sys.modules))
+        monkeypatch.setitem(runtime._FROZEN, "calls", 0)
+        froze = [runtime.freeze_heap() for _ in range(120)]
+        assert [k for k, f in enumerate(froze, start=1) if f] == [50, 100]
+        assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()

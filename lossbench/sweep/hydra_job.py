@@ -88,7 +88,7 @@ def run_one(cfg, idx: int, hydra_context, task_function, *, configure_logging: b
                 ret.return_value = e
                 ret.status = JobStatus.FAILED
         ret.task_name = JobRuntime.instance().get("name")
-        freeze_heap()  # the modules the job's first fit imported (torch, scikit-learn) are long-lived
+        freeze_heap()  # what its first fit imported (torch, scikit-learn); the returns the launch keeps
         for handler in logging.getLogger().handlers:
             handler.flush()
         hydra_context.callbacks.on_job_end(config=cfg, job_return=ret)

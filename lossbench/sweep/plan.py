@@ -70,9 +70,11 @@ def compose_jobs(composer, grid: list[list[str]]) -> list[Job]:
     from omegaconf.errors import OmegaConfBaseException
 
     from lossbench.config import fingerprint, to_container
+    from lossbench.runtime import freeze_heap
 
     jobs = []
     for num, overrides in enumerate(grid):
+        freeze_heap()  # the composed configs live through the sweep
         try:
             cfg = composer.compose(overrides)
             c = to_container(_task_container(cfg))
