@@ -394,19 +394,16 @@ def _helper_job(hydra: tuple[int, bytes], cfg, idx: int, cores: int, gpu_check: 
 
             return DECLINED
 
-    from hydra.core.singleton import Singleton
-    from hydra.core.utils import setup_globals
     from threadpoolctl import threadpool_limits
 
-    from lossbench.sweep.hydra_job import run_one
+    from lossbench.sweep.hydra_job import run_one, use_hydra_state
 
     token, blob = hydra
     if token not in _HYDRA:
         _HYDRA.clear()
         _HYDRA[token] = pickle.loads(blob)
     state, context, task_function = _HYDRA[token]
-    setup_globals()
-    Singleton.set_state(state)
+    use_hydra_state(state)
     _sharing["on"] = True
     signal.signal(signal.SIGINT, _interrupt_job)
     try:

@@ -39,6 +39,15 @@ def store(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
+def terminal_sigint() -> None:
+    """``preexec_fn`` of a child a test interrupts with Ctrl-C: SIGINT as a terminal's foreground child has it
+    (Python's KeyboardInterrupt), also when this test run was started with SIGINT ignored, as a shell's
+    background job (``nohup ... &``) is, which a child would inherit."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def cli_env(extra: dict | None = None) -> dict:
     """This process's environment for a ``python -m lossbench`` child, without MLFLOW_TRACKING_URI (each test
     names its own store), plus ``extra``."""

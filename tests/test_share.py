@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from lossbench.errors import ConfigError
 from lossbench.sweep import share
-from tests.conftest import cli_env, run_cli
+from tests.conftest import cli_env, run_cli, terminal_sigint
 from tests.test_writer import FILES, _group_gone
 
 # torch jobs of ~1 s each: long enough for the helper to take some (share.LONG_JOB_SECONDS) while the
@@ -41,6 +41,7 @@ def _started(args: list[str], folder):
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        preexec_fn=terminal_sigint,
     )
 
 

@@ -18,7 +18,7 @@ from lossbench.errors import ConfigError
 from lossbench.pipeline import execute, prepare
 from lossbench.runtime import busy_cores, cores, torch_threads
 from lossbench.sweep.jobs import STATUS_FILE, _recorded, _tracker, store_finished, write_status
-from tests.conftest import cli_env, compose_cfg, run_cli
+from tests.conftest import cli_env, compose_cfg, run_cli, terminal_sigint
 
 FILES = {"config.yaml", "per_class_test.csv", "reliability_test.json", "confusion_matrix_test.png"}
 
@@ -245,6 +245,7 @@ def test_ctrl_c_keeps_every_run_handed_to_the_helper_and_the_same_command_resume
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=terminal_sigint,
     )
     seen = []
     for line in proc.stdout:
@@ -278,18 +279,22 @@ def test_a_ctrl_c_during_a_hand_over_waits_for_the_hand_over_to_complete():
 
     from lossbench.writer import _interrupt_deferred
 
-    before = signal.getsignal(signal.SIGINT)
-    steps = []
-    with pytest.raises(KeyboardInterrupt):
+    started = signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's, were it ignored (nohup &)
+    try:
+        before = signal.getsignal(signal.SIGINT)
+        steps = []
+        with pytest.raises(KeyboardInterrupt):
+            with _interrupt_deferred():
+                signal.raise_signal(signal.SIGINT)
+                steps.append("after the signal")
+            steps.append("after the block")  # not reached: the interrupt is raised at the block's end
+        assert steps == ["after the signal"]
+        assert signal.getsignal(signal.SIGINT) is before
         with _interrupt_deferred():
-            signal.raise_signal(signal.SIGINT)
-            steps.append("after the signal")
-        steps.append("after the block")  # not reached: the interrupt is raised at the block's end
-    assert steps == ["after the signal"]
-    assert signal.getsignal(signal.SIGINT) is before
-    with _interrupt_deferred():
-        steps.append("quiet")
-    assert steps[-1] == "quiet" and signal.getsignal(signal.SIGINT) is before
+            steps.append("quiet")
+        assert steps[-1] == "quiet" and signal.getsignal(signal.SIGINT) is before
+    finally:
+        signal.signal(signal.SIGINT, started)
 
 
 def _names(folder) -> list[str]:

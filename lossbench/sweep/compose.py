@@ -183,11 +183,9 @@ def _compose_pair(loader, master, rest: list[str], overrides: list[str], singlet
     state (its config store and plugins; pickled by cloudpickle), as lossbench's pool workers set it."""
     import pickle
 
-    from hydra.core.singleton import Singleton
-    from hydra.core.utils import setup_globals
+    from lossbench.sweep.hydra_job import use_hydra_state
 
-    setup_globals()
-    Singleton.set_state(pickle.loads(singleton_state))
+    use_hydra_state(pickle.loads(singleton_state))
     return loader.load_sweep_config(master, rest), loader.load_sweep_config(master, overrides)
 
 

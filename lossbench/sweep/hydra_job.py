@@ -15,6 +15,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def use_hydra_state(singleton_state) -> None:
+    """In another process than the launching one (a pool worker, the sweep's helper): Hydra's process-wide
+    state as the launching process has it, its singletons (config store, plugins) and resolvers."""
+    from hydra.core.singleton import Singleton
+    from hydra.core.utils import setup_globals
+
+    setup_globals()
+    Singleton.set_state(singleton_state)
+
+
 @contextmanager
 def _env(values) -> None:
     """``hydra.job.env_set`` for the duration of a job."""

@@ -43,15 +43,11 @@ def jobs_at_once(launcher_cfg) -> int | None:
 
 def _pool_job(cfg, idx: int, hydra_context, task_function, singleton_state):
     """One job in a pool worker: Hydra's process-wide state (its singletons and resolvers) first."""
-    from hydra.core.singleton import Singleton
-    from hydra.core.utils import setup_globals
-
     from lossbench.runtime import skip_exit_gc
-    from lossbench.sweep.hydra_job import run_one
+    from lossbench.sweep.hydra_job import run_one, use_hydra_state
 
     skip_exit_gc()  # the launching process waits for its workers to exit
-    setup_globals()
-    Singleton.set_state(singleton_state)
+    use_hydra_state(singleton_state)
     return run_one(cfg, idx, hydra_context, task_function)
 
 

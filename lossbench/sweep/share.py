@@ -31,6 +31,7 @@ import logging
 import threading
 import time
 from collections import deque
+from contextlib import suppress
 
 log = logging.getLogger("lossbench")
 
@@ -236,8 +237,5 @@ class SharedLaunch:
             return
         if interrupted:
             self.helper.interrupt_job()
-        try:
-            held[1].exception(timeout=None)
-        except BaseException:  # cancelled, or a second Ctrl-C here: the pool's shutdown waits for it
-            if not interrupted:
-                raise
+        with suppress(BaseException):  # cancelled, or a second Ctrl-C: the pool's shutdown waits for it
+            held[1].exception()
