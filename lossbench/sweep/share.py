@@ -35,8 +35,6 @@ from contextlib import suppress
 
 log = logging.getLogger("lossbench")
 
-SETTINGS = ("auto", True, False)
-
 # the helper takes jobs only while the launching process's jobs take this long (the median of its last 3:
 # one slow job, a first one that imports torch, does not count): a job costs the helper more than the
 # launching process (its data split is not cached there from the plan, its config and result cross between
