@@ -204,6 +204,15 @@ def _first_open(uri: str):
         os.close(fd)
 
 
+@dataclass(frozen=True)
+class Pending:
+    """What the tracker that created a run keeps for the run's end (:meth:`Tracker.take_pending`): the
+    params to store with it (a fast model's), and where its files go (its artifact URI)."""
+
+    params: list = field(default_factory=list)
+    artifact_uri: str | None = None
+
+
 @dataclass
 class RunRef:
     """A run as the resume, claim and interruption checks see it."""
@@ -252,6 +261,7 @@ class Tracker:
             raise store_error(uri, e) from e
         self.experiment = experiment
         self._pending: dict[str, list] = {}  # run id -> params to store with the run's end
+        self._artifact_uris: dict[str, str] = {}  # run id -> its artifact URI (create_run's answer)
 
     def _create_experiment(self, name: str) -> str:
         """Create the experiment; when another process created it meanwhile, use that one."""
@@ -286,7 +296,9 @@ class Tracker:
             **identity(),
             **(extra_tags or {}),
         }
-        run_id = self.client.create_run(self.experiment_id, run_name=run_name(cfg), tags=tags).info.run_id
+        info = self.client.create_run(self.experiment_id, run_name=run_name(cfg), tags=tags).info
+        run_id = info.run_id
+        self._artifact_uris[run_id] = info.artifact_uri
         flat = flatten({k: v for k, v in cfg.items() if k != "hydra"})
         if isinstance(cfg.get("data"), dict):
             from lossbench.data import dataset_label
@@ -300,12 +312,12 @@ class Tracker:
         return run_id
 
     def finish(
-        self, run_id: str, cfg: dict, result, done: Callable | None = None, *, params: list | None = None
+        self, run_id: str, cfg: dict, result, done: Callable | None = None, *, pending: Pending | None = None
     ) -> None:
         """Log a RunResult (metrics, curves, class counts, artifacts) and mark the run FINISHED; then
         ``done(None)``, or ``done(error)`` when a write failed (the run then stays RUNNING, as after a
-        crash, with the values that were stored). ``params``: the run's pending params when another
-        tracker started it (:meth:`take_pending`; :mod:`lossbench.writer`)."""
+        crash, with the values that were stored). ``pending``: what the tracker that started the run kept
+        for its end, when that was another one (:meth:`take_pending`; :mod:`lossbench.writer`)."""
         from mlflow.entities import Metric, Param, RunTag
 
         now = int(time.time() * 1000)
@@ -318,7 +330,9 @@ class Tracker:
             metrics += [
                 Metric(f"curve/{name}", float(v), now, step) for step, v in enumerate(values, start=1)
             ]
-        params = list(self._pending.pop(run_id, []) if params is None else params)
+        if pending is None:
+            pending = self.take_pending(run_id)
+        params = list(pending.params)
         params += [Param(f"class_counts.{k}", json.dumps(v)) for k, v in result.class_counts.items()]
         params.append(Param("data.class_names", json.dumps(result.class_names)))
         tags = [
@@ -334,7 +348,9 @@ class Tracker:
         def write() -> None:
             self._log(run_id, metrics=metrics, params=params, tags=tags)
             self._log_files(
-                run_id, lambda folder: (write_config(folder, cfg), write_predictions(folder, result))
+                run_id,
+                lambda folder: (write_config(folder, cfg), write_predictions(folder, result)),
+                artifact_uri=pending.artifact_uri,
             )
             self.client.set_terminated(run_id, "FINISHED")
 
@@ -350,7 +366,7 @@ class Tracker:
         values.append(Metric("tune/value", float(value), now, 0))
         length = {"fit_seconds": fit.seconds, "epochs_run": fit.epochs_run, "best_epoch": fit.best_epoch}
         values += [Metric(f"train/{k}", float(v), now, 0) for k, v in length.items()]
-        self._log(run_id, metrics=values, params=self._pending.pop(run_id, []))
+        self._log(run_id, metrics=values, params=self.take_pending(run_id).params)
         self.client.set_terminated(run_id, "FINISHED")
 
     def log_params(self, run_id: str, params: dict[str, object]) -> None:
@@ -389,13 +405,13 @@ class Tracker:
         self.client.log_batch(run_id, metrics=metrics, tags=tags)
         self.client.set_terminated(run_id, "FINISHED" if complete else "FAILED")
 
-    def take_pending(self, run_id: str) -> list:
-        """The params :meth:`start` kept to store with the run's end, handed to whoever stores it."""
-        return self._pending.pop(run_id, [])
+    def take_pending(self, run_id: str) -> Pending:
+        """What :meth:`start` kept for the run's end, handed to whoever stores it."""
+        return Pending(self._pending.pop(run_id, []), self._artifact_uris.pop(run_id, None))
 
     def discard(self, run_id: str) -> None:
         """Delete a run this tracker started (a claim given up), with what it still held to store."""
-        self._pending.pop(run_id, None)
+        self.take_pending(run_id)
         self.client.delete_run(run_id)
 
     def fail(self, run_id: str, cfg: dict, error: BaseException, done: Callable | None = None) -> None:
@@ -406,13 +422,14 @@ class Tracker:
         tb = "".join(traceback.format_exception(type(error), error, error.__traceback__))
         status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
 
-        params = self._pending.pop(run_id, [])
+        pending = self.take_pending(run_id)
 
         def write() -> None:
-            self._log(run_id, params=params, tags=[RunTag(TAG_FAILURE, reason)])
+            self._log(run_id, params=pending.params, tags=[RunTag(TAG_FAILURE, reason)])
             self._log_files(
                 run_id,
                 lambda folder: (write_config(folder, cfg), (folder / TRACEBACK_ARTIFACT).write_text(tb)),
+                artifact_uri=pending.artifact_uri,
             )
             self.client.set_terminated(run_id, status)
 
@@ -428,11 +445,20 @@ class Tracker:
             m, metrics = metrics[:room], metrics[room:]
             self.client.log_batch(run_id, metrics=m, params=p, tags=t)
 
-    def _log_files(self, run_id: str, write: Callable[[Path], object]) -> None:
-        """The files ``write(folder)`` writes into a temporary folder, uploaded in one log_artifacts call."""
+    def _log_files(
+        self, run_id: str, write: Callable[[Path], object], *, artifact_uri: str | None = None
+    ) -> None:
+        """The files ``write(folder)`` writes into a temporary folder, uploaded in one log_artifacts call:
+        the client's, which first reads the run back to learn its artifact URI (~10 ms), or, given that URI
+        (``create_run`` answered it), straight to the artifact repository MLflow's registry gives for it."""
         with tempfile.TemporaryDirectory(prefix="lossbench-artifacts-") as tmp:
             write(Path(tmp))
-            self.client.log_artifacts(run_id, tmp)
+            if artifact_uri and not artifact_uri.startswith("dbfs:"):  # Databricks: the client adds a profile
+                from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+                get_artifact_repository(artifact_uri, tracking_uri=self.uri).log_artifacts(tmp)
+            else:
+                self.client.log_artifacts(run_id, tmp)
 
     # --- sweeps' parent runs ------------------------------------------------------------------------------
 

@@ -12,8 +12,10 @@ thread in the job's own process would compete with it for the interpreter lock.
 What stays in the job: its claim (the lookups and ``create_run``, so a concurrent sweep sees the claim at
 once), the fit, and the run's status file, written by the helper once the run is stored. The launch waits for
 the helper before it returns (:func:`background_writes`), so the sweeper counts every job's status after all
-runs are stored; at most :data:`MAX_BEHIND` runs wait to be stored at a time (a job waits for the oldest
-beyond that). If the helper dies, its runs left unstored are stored by this process, the same way. A failed
+runs are stored. The two share the storing when the helper falls behind (jobs shorter than storing a run):
+once :data:`MAX_BEHIND` runs wait for the helper, a job stores its run itself, and at the launch's end this
+process stores the waiting runs the helper has not begun (it may still be starting), newest first.
+If the helper dies, its runs left unstored are stored by this process, the same way. A failed
 write is logged with the run's id and recorded in the job's status (``failed``), as an inline one is.
 
 Runs that fail are recorded inline (rare; their traceback stays in this process). Jobs run on a pool of
@@ -39,7 +41,9 @@ from lossbench import runtime
 
 log = logging.getLogger("lossbench")
 
-MAX_BEHIND = 16  # runs handed over and not stored yet before a job waits for the oldest
+# runs handed over and not stored yet before a job stores its run itself: the helper is behind (storing a run
+# takes it longer than a job takes this process), and this process takes a share instead of waiting
+MAX_BEHIND = 3
 _current: Writer | None = None
 _sharing = {"on": False}  # jobs of this launch train in this process and the helper at once (sweep.share)
 
@@ -147,7 +151,8 @@ class Writer:
         )
         self._waiting: deque = deque()  # (future, call, args, label, run id), oldest first
         self.stored = 0
-        self._told = 0  # runs stored before the last drain
+        self.stored_here = 0  # runs this process stored while the helper was behind (MAX_BEHIND, drain)
+        self._told = (0, 0)  # (stored, stored_here) at the last drain
         self._new_store: tuple | None = None  # (temporary file, the store's file, future): create_store
         self._pid: int | None = None
         self._job: object | None = None  # the future of the job the helper trains (sweep.share), if any
@@ -224,12 +229,12 @@ class Writer:
     def store(self, call: Callable, args: tuple, *, label: str, run_id: str) -> None:
         """Hand ``call(*args)`` to the helper: a module-level function that returns None, or the text of a
         failed write, and never raises (it may run twice: here too, when the helper could not finish it).
-        First wait for the oldest runs while :data:`MAX_BEHIND` are waiting."""
-        while len(self._waiting) >= MAX_BEHIND:
-            if self._job is not None and not self._job.done():  # the oldest waits behind a job: store it here
-                self._settle((None, call, args, label, run_id), here=True)
-                return
+        Stored here instead while :data:`MAX_BEHIND` runs wait already."""
+        while self._waiting and self._waiting[0][0].done():
             self._settle_oldest()
+        if len(self._waiting) >= MAX_BEHIND:  # the helper is behind (or trains a job): stored here
+            self._settle((None, call, args, label, run_id), here=True)
+            return
         try:
             with _interrupt_deferred():
                 future = self._pool.submit(call, *args)
@@ -254,7 +259,9 @@ class Writer:
         future, call, args, label, run_id = item
         try:
             if here:
-                error = call(*args)
+                with _interrupt_deferred():  # a run stored here is stored whole, as the helper stores it
+                    error = call(*args)
+                    self.stored_here += 1  # counted before a Ctrl-C held back meanwhile is raised
             elif future is None:
                 raise BrokenProcessPool("the helper was gone when the run was handed over")
             else:
@@ -270,14 +277,24 @@ class Writer:
             log.error("%s: storing run %s failed: %s", label, run_id, error)
 
     def drain(self) -> None:
-        """Wait until every run handed over is stored."""
+        """Wait until every run handed over is stored; those the helper has not begun are stored here
+        meanwhile, newest first."""
         if self._waiting and not all(item[0].done() for item in self._waiting):
             log.info("storing the last %d runs in MLflow ...", len(self._waiting))
+        while self._waiting and self._waiting[-1][0].cancel():  # not started there: stored here meanwhile
+            self._settle(self._waiting.pop(), here=True)
         while self._waiting:
             self._settle_oldest()
-        if self.stored > self._told:  # a helper kept for the next launch counts that launch's runs
-            log.info("the MLflow helper process stored %d runs", self.stored - self._told)
-            self._told = self.stored
+        there, here = self.stored - self._told[0], self.stored_here - self._told[1]
+        if here:  # a helper kept for the next launch counts that launch's runs
+            log.info(
+                "the MLflow helper process stored %d runs, this process %d (the helper was behind)",
+                there,
+                here,
+            )
+        elif there:
+            log.info("the MLflow helper process stored %d runs", there)
+        self._told = (self.stored, self.stored_here)
 
     def pid(self) -> int:
         """The helper's process id (asked once; it waits for what the helper was handed before)."""
@@ -415,19 +432,17 @@ def _helper_job(hydra: tuple[int, bytes], cfg, idx: int, cores: int, gpu_check: 
 
 
 def _warm_up() -> None:
-    import mlflow.tracking  # noqa: F401
+    with runtime.full_collections_deferred():
+        import mlflow.tracking  # noqa: F401
 
-    import lossbench.tracking  # noqa: F401
-
-    runtime.freeze_heap()
+        import lossbench.tracking  # noqa: F401
 
 
 def _warm_up_figures() -> None:
-    import seaborn  # noqa: F401
+    with runtime.full_collections_deferred():
+        import seaborn  # noqa: F401
 
-    import lossbench.report.figures  # noqa: F401
-
-    runtime.freeze_heap()
+        import lossbench.report.figures  # noqa: F401
 
 
 _NEW_STORE_PREFIX = ".{name}.lossbench-new-"  # + host-pid: a store :meth:`Writer.create_store` is making
@@ -455,12 +470,12 @@ def _remove_stale_stores(final) -> None:
 def _create_store(path: str) -> str | None:
     """In the helper: a fresh MLflow store in the SQLite file ``path`` (None, or the error's text)."""
     try:
-        from mlflow.tracking import MlflowClient
+        with runtime.full_collections_deferred():
+            from mlflow.tracking import MlflowClient
 
-        for name in ("mlflow", "alembic"):  # their INFO lines about creating the schema (as in Tracker)
-            logging.getLogger(name).setLevel(logging.WARNING)
-        MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments(max_results=1)
+            for name in ("mlflow", "alembic"):  # their INFO lines about creating the schema (as in Tracker)
+                logging.getLogger(name).setLevel(logging.WARNING)
+            MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments(max_results=1)
     except Exception as e:
         return f"{type(e).__name__}: {e}"
-    runtime.freeze_heap()
     return None

@@ -48,3 +48,33 @@ def test_freeze_heap_freezes_every_50th_call(monkeypatch):
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+def test_full_collections_deferred_keeps_young_collections_then_collects_and_freezes():
+    """Inside the block no automatic full collection (the third threshold out of reach; the young ones as
+    they were); on the way out the thresholds are back, the garbage made inside is collected and what is
+    still alive is frozen. With ``freeze=False`` only the thresholds come back."""
+    gc.unfreeze()
+    before = gc.get_threshold()
+    try:
+        with runtime.full_collections_deferred():
+            inside = gc.get_threshold()
+            garbage = _Node()
+            gone = weakref.ref(garbage)
+            del garbage
+            kept = _Node()
+        assert inside[:2] == before[:2] and inside[2] >= 1_000_000
+        assert gc.get_threshold() == before
+        assert gone() is None and gc.get_freeze_count() > 0 and gc.is_tracked(kept)
+        gc.unfreeze()
+        with runtime.full_collections_deferred(freeze=False):
+            garbage = _Node()
+            gone = weakref.ref(garbage)
+            del garbage
+        assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+        assert gone() is not None  # left to the next full collection
+        gc.collect()
+        assert gone() is None
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()

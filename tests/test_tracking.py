@@ -207,3 +207,30 @@ def test_mlflow_and_alembic_are_quieted_once_in_code_not_by_the_job_logging_conf
     assert logging.getLogger("mlflow").level == logging.WARNING
     assert logging.getLogger("alembic").level == logging.WARNING
     assert [r for r in caplog.records if r.name.startswith(("alembic", "mlflow"))] == []
+
+
+def test_a_run_handed_over_keeps_its_params_and_artifact_uri_for_whoever_stores_its_end(tmp_path):
+    """take_pending hands over a fast model's params and the artifact URI create_run answered; another
+    tracker of the store finishes the run with them: its files land where MLflow reads them back (the
+    client's list_artifacts, from the run it reads), its params are stored, and nothing is kept behind."""
+    from lossbench.pipeline import execute, prepare
+    from lossbench.tracking import Pending
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = _cfg(0)
+    starter = Tracker(uri, "handover")
+    run_id = starter.start(cfg)
+    pending = starter.take_pending(run_id)
+    client = MlflowClient(uri)
+    assert isinstance(pending, Pending) and pending.artifact_uri == client.get_run(run_id).info.artifact_uri
+    assert {p.key for p in pending.params} >= {"seed", "model.name", "loss.name"}
+    assert starter.take_pending(run_id) == Pending([], None)  # handed over once
+    Tracker(uri, "handover").finish(run_id, cfg, execute(prepare(cfg)), pending=pending)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.params["seed"] == "0"
+    assert {a.path for a in client.list_artifacts(run_id)} == {
+        "config.yaml",
+        "per_class_test.csv",
+        "reliability_test.json",
+        "confusion_matrix_test.png",
+    }

@@ -20,6 +20,10 @@ from contextlib import suppress
 from dataclasses import dataclass
 from functools import cache, partial
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lossbench.tracking import Pending
 
 log = logging.getLogger("lossbench")
 
@@ -300,8 +304,8 @@ def _end_job(job: _Started, outcome) -> float | None:
     record = partial(_recorded, job.write, job.run_id, "finished", {})
     helper = writer.current()
     if helper is not None:
-        params = job.tracker.take_pending(job.run_id)
-        args = (job.tracker.uri, job.tracker.experiment, job.run_id, cfg, outcome, params, record)
+        pending = job.tracker.take_pending(job.run_id)
+        args = (job.tracker.uri, job.tracker.experiment, job.run_id, cfg, outcome, pending, record)
         helper.store(store_finished, args, label=job.label, run_id=job.run_id)
         return score
     try:
@@ -323,7 +327,7 @@ def _recorded(write: Callable, run_id: str, status: str, reason: dict, error: Ba
 
 
 def store_finished(
-    uri: str, experiment: str, run_id: str, cfg: dict, result, params: list | None, record: Callable
+    uri: str, experiment: str, run_id: str, cfg: dict, result, pending: Pending | None, record: Callable
 ) -> str | None:
     """Store a finished run's end (:meth:`lossbench.tracking.Tracker.finish`) and its job's status: the
     MLflow helper's work (:mod:`lossbench.writer`; the job's process does it when the helper died). The
@@ -332,7 +336,7 @@ def store_finished(
     from lossbench.tracking import failure_reason
 
     try:
-        _tracker(uri, experiment).finish(run_id, cfg, result, done=record, params=params)
+        _tracker(uri, experiment).finish(run_id, cfg, result, done=record, pending=pending)
     except Exception as e:  # the job's status says failed (``record``)
         return failure_reason(e)
     freeze_heap()  # in the helper: what its first runs imported (lossbench.runtime)

@@ -109,7 +109,7 @@ def launcher_advice(launcher_target: str, psutil_installed: bool | None = None) 
 
 def run_sweep(sweeper, arguments: list[str]):
     """The whole sweep (see the module docstring). Returns the launcher's job returns."""
-    from lossbench.runtime import freeze_heap
+    from lossbench.runtime import freeze_heap, full_collections_deferred
     from lossbench.sweep.compose import JobComposer
     from lossbench.sweep.grid import expand, seed_groups, sweep_arguments
     from lossbench.sweep.plan import plan, settle_finished
@@ -118,30 +118,35 @@ def run_sweep(sweeper, arguments: list[str]):
     config, launcher = sweeper.config, sweeper.launcher
     loader = sweeper.hydra_context.config_loader
     try:
-        in_process = hasattr(launcher, "runs_in_process") and launcher.runs_in_process()  # n_jobs checked
-        grid = expand(sweep_arguments(sweeper.params, arguments), loader, config.hydra.job.config_name)
-        composer = JobComposer(loader, config)
-        if in_process and writer.wanted(getattr(launcher, "background_writes", False), len(grid)):
-            # it starts while the plan runs and meanwhile composes bases too (from the last one), then
-            # creates the store if it is new, else imports MLflow (the sweeper ends it if unused)
-            helper = writer.prestart()
-            composer.compose_ahead(grid, helper)
-            if not helper.create_store(_store_uri(config)):
-                helper.warm_up()
-        else:
-            helper = None
-        try:
-            checked = plan(composer, grid)
-        finally:
-            composer.cancel_ahead()
-        if helper is not None:
-            helper.warm_up_figures()  # for the report, once the plan no longer needs it
-        freeze_heap()  # before MLflow's import: its collections then walk none of what is here already
-        import mlflow.tracking  # noqa: F401  (~1.5 s: while the helper may still be making the store)
+        # imports and plan: the objects they make live to the sweep's end (lossbench.runtime)
+        with full_collections_deferred():
+            in_process = hasattr(launcher, "runs_in_process") and launcher.runs_in_process()  # n_jobs checked
+            grid = expand(sweep_arguments(sweeper.params, arguments), loader, config.hydra.job.config_name)
+            composer = JobComposer(loader, config)
+            if in_process and writer.wanted(getattr(launcher, "background_writes", False), len(grid)):
+                # it starts while the plan runs and meanwhile composes bases too (from the last one), then
+                # creates the store if it is new, else imports MLflow (the sweeper ends it if unused)
+                helper = writer.prestart()
+                composer.compose_ahead(grid, helper)
+                if not helper.create_store(_store_uri(config)):
+                    helper.warm_up()
+            else:
+                helper = None
+            try:
+                checked = plan(composer, grid)
+            finally:
+                composer.cancel_ahead()
+            if helper is not None:
+                helper.warm_up_figures()  # for the report, once the plan no longer needs it
+            freeze_heap()  # before MLflow's import: its collections then walk none of what is here already
+            import mlflow.tracking  # ~1.5 s: while the helper may still be making the store
+            from mlflow.store.db.db_types import DATABASE_ENGINES
 
-        writer.adopt_store(checked.uri)  # the sweep is accepted: the store the helper made is the sweep's
-        tracker = Tracker(checked.uri, checked.experiment)
-        freeze_heap()
+            if checked.uri.split(":", 1)[0].split("+", 1)[0] in DATABASE_ENGINES:
+                # the store client module (~1 s: SQLAlchemy, alembic) before waiting for the store, not after
+                import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+            writer.adopt_store(checked.uri)  # the sweep is accepted: the store the helper made is the sweep's
+            tracker = Tracker(checked.uri, checked.experiment)
     except (CommandError, ConfigError) as e:
         _refuse(e)
     log.info(
@@ -396,17 +401,20 @@ def _report(checked, tracker, parent: str, sweep_id: str) -> bool:
         return True
     try:
         from lossbench.report import build_report
+        from lossbench.runtime import full_collections_deferred
 
-        index = build_report(
-            checked.experiment,
-            tracking_uri=checked.uri,
-            out=report["folder"],
-            metric=report.get("metric") or "balanced_accuracy",
-            rope=report.get("rope", 0.01),
-            sweep=sweep_id,
-            key="report.out",
-            executor=writer.spare(),  # the sweep's MLflow helper, idle now, draws figures too
-        )
+        # its garbage is left to the next full collection; after a sweep's report there is none, it ends
+        with full_collections_deferred(freeze=False):
+            index = build_report(
+                checked.experiment,
+                tracking_uri=checked.uri,
+                out=report["folder"],
+                metric=report.get("metric") or "balanced_accuracy",
+                rope=report.get("rope", 0.01),
+                sweep=sweep_id,
+                key="report.out",
+                executor=writer.spare(),  # the sweep's MLflow helper, idle now, draws figures too
+            )
         tracker.log_report(parent, index.parent)
     except Exception as e:
         log.error(
