@@ -111,9 +111,10 @@ def _sleep(seconds: float) -> None:
     time.sleep(seconds)
 
 
-def test_a_helper_that_falls_behind_leaves_runs_to_this_process(tmp_path, caplog):
+def test_a_helper_that_falls_behind_leaves_runs_to_this_process(tmp_path, caplog, monkeypatch):
     """The helper busy (a slow call first): once MAX_BEHIND runs wait for it, each next run is stored here at
     once; close waits for the rest. Every run FINISHED whole; the log line counts both processes' runs."""
+    monkeypatch.setattr(writer, "MAX_BEHIND", 3)  # fewer runs to hand over than the default's 16
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
     helper = writer.Writer()
