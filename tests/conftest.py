@@ -39,6 +39,15 @@ def store(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
+def stored_by_helper(log_text: str) -> tuple[int, int]:
+    """(runs the helper stored, runs the launching process stored while the helper was behind), as the
+    launch's log line says them; (0, 0) without that line."""
+    import re
+
+    found = re.search(r"the MLflow helper process stored (\d+) runs(?:, this process (\d+))?", log_text)
+    return (int(found[1]), int(found[2] or 0)) if found else (0, 0)
+
+
 def terminal_sigint() -> None:
     """``preexec_fn`` of a child a test interrupts with Ctrl-C: SIGINT as a terminal's foreground child has it
     (Python's KeyboardInterrupt), also when this test run was started with SIGINT ignored, as a shell's

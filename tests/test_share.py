@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from lossbench.errors import ConfigError
 from lossbench.sweep import share
-from tests.conftest import cli_env, run_cli, terminal_sigint
+from tests.conftest import cli_env, run_cli, stored_by_helper, terminal_sigint
 from tests.test_writer import FILES, _group_gone
 
 # torch jobs of ~1 s each: long enough for the helper to take some (share.LONG_JOB_SECONDS) while the
@@ -66,8 +66,7 @@ def test_jobs_the_helper_trains_are_recorded_as_the_launching_process_records_th
         pids = {r.data.tags["lossbench.pid"] for r in runs}
         if setting == "true":
             assert 1 <= int(trained[1]) <= 5 and len(pids) == 2  # the two processes trained (3 first here)
-            stored = re.search(r"the MLflow helper process stored (\d+) runs", out.stdout)
-            assert int(trained[1]) + int(stored[1] if stored else 0) <= 8
+            assert int(trained[1]) + stored_by_helper(out.stdout)[0] <= 8
         else:
             assert len(pids) == 1
         recorded[setting] = {

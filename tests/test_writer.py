@@ -18,7 +18,7 @@ from lossbench.errors import ConfigError
 from lossbench.pipeline import execute, prepare
 from lossbench.runtime import busy_cores, cores, torch_threads
 from lossbench.sweep.jobs import STATUS_FILE, _recorded, _tracker, store_finished, write_status
-from tests.conftest import cli_env, compose_cfg, run_cli, terminal_sigint
+from tests.conftest import cli_env, compose_cfg, run_cli, stored_by_helper, terminal_sigint
 
 FILES = {"config.yaml", "per_class_test.csv", "reliability_test.json", "confusion_matrix_test.png"}
 
@@ -63,15 +63,6 @@ def _group_gone(pgid: int, within: float) -> bool:
             return True
         time.sleep(0.1)
     return False
-
-
-def stored_by_helper(log_text: str) -> tuple[int, int]:
-    """(runs the helper stored, runs the launching process stored while the helper was behind), as the
-    launch's log line says them; (0, 0) without that line."""
-    import re
-
-    found = re.search(r"the MLflow helper process stored (\d+) runs(?:, this process (\d+))?", log_text)
-    return (int(found[1]), int(found[2] or 0)) if found else (0, 0)
 
 
 def _status(folder, seed: int) -> dict:

@@ -109,7 +109,7 @@ def launcher_advice(launcher_target: str, psutil_installed: bool | None = None) 
 
 def run_sweep(sweeper, arguments: list[str]):
     """The whole sweep (see the module docstring). Returns the launcher's job returns."""
-    from lossbench.runtime import freeze_heap, full_collections_deferred
+    from lossbench.runtime import full_collections_deferred
     from lossbench.sweep.compose import JobComposer
     from lossbench.sweep.grid import expand, seed_groups, sweep_arguments
     from lossbench.sweep.plan import plan, settle_finished
@@ -138,7 +138,6 @@ def run_sweep(sweeper, arguments: list[str]):
                 composer.cancel_ahead()
             if helper is not None:
                 helper.warm_up_figures()  # for the report, once the plan no longer needs it
-            freeze_heap()  # before MLflow's import: its collections then walk none of what is here already
             import mlflow.tracking  # ~1.5 s: while the helper may still be making the store
             from mlflow.store.db.db_types import DATABASE_ENGINES
 
