@@ -89,6 +89,19 @@ _STORE_HINT = (
 )
 
 
+def store_scheme(uri: str) -> str:
+    """The store kind a tracking URI names: its scheme without a driver (``postgresql+psycopg2`` ->
+    ``postgresql``), lower case; ``""`` for a bare path."""
+    from urllib.parse import urlparse
+
+    return urlparse(uri).scheme.split("+", 1)[0].lower()
+
+
+def is_database(uri: str) -> bool:
+    """Whether MLflow opens this tracking URI with its SQLAlchemy store (SQLite or another database)."""
+    return store_scheme(uri) in _DATABASES
+
+
 def check_store(
     uri: str, timeout: float = 10.0, *, key: str = "tracking.uri", must_exist: bool = False
 ) -> None:
@@ -100,7 +113,7 @@ def check_store(
     from lossbench.errors import ConfigError
 
     parsed = urlparse(uri)
-    scheme = parsed.scheme.split("+", 1)[0].lower()
+    scheme = store_scheme(uri)
     if scheme in ("http", "https"):
         import urllib.error
         import urllib.request

@@ -153,7 +153,7 @@ class Writer:
         )
         self._waiting: deque = deque()  # (future, call, args, label, run id), oldest first
         self.stored = 0
-        self.stored_here = 0  # runs this process stored while the helper was behind (MAX_BEHIND, drain)
+        self.stored_here = 0  # runs this process stored itself (MAX_BEHIND waiting, or not begun at drain)
         self._told = (0, 0)  # (stored, stored_here) at the last drain
         self._new_store: tuple | None = None  # (temporary file, the store's file, future): create_store
         self._pid: int | None = None
@@ -290,7 +290,7 @@ class Writer:
         there, here = self.stored - self._told[0], self.stored_here - self._told[1]
         if here:  # a helper kept for the next launch counts that launch's runs
             log.info(
-                "the MLflow helper process stored %d runs, this process %d (the helper was behind)",
+                "the MLflow helper process stored %d runs, this process %d",
                 there,
                 here,
             )

@@ -40,7 +40,7 @@ def store(tmp_path) -> str:
 
 
 def stored_by_helper(log_text: str) -> tuple[int, int]:
-    """(runs the helper stored, runs the launching process stored while the helper was behind), as the
+    """(runs the helper stored, runs the launching process stored itself: MAX_BEHIND waiting, drain), as the
     launch's log line says them; (0, 0) without that line."""
     import re
 

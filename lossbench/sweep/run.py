@@ -113,7 +113,7 @@ def run_sweep(sweeper, arguments: list[str]):
     from lossbench.sweep.compose import JobComposer
     from lossbench.sweep.grid import expand, seed_groups, sweep_arguments
     from lossbench.sweep.plan import plan, settle_finished
-    from lossbench.tracking import TAG_ROLE, TAG_SWEEP_ID, Tracker
+    from lossbench.tracking import TAG_ROLE, TAG_SWEEP_ID, Tracker, is_database
 
     config, launcher = sweeper.config, sweeper.launcher
     loader = sweeper.hydra_context.config_loader
@@ -139,9 +139,8 @@ def run_sweep(sweeper, arguments: list[str]):
             if helper is not None:
                 helper.warm_up_figures()  # for the report, once the plan no longer needs it
             import mlflow.tracking  # ~1.5 s: while the helper may still be making the store
-            from mlflow.store.db.db_types import DATABASE_ENGINES
 
-            if checked.uri.split(":", 1)[0].split("+", 1)[0] in DATABASE_ENGINES:
+            if is_database(checked.uri):
                 # the store client module (~1 s: SQLAlchemy, alembic) before waiting for the store, not after
                 import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
             writer.adopt_store(checked.uri)  # the sweep is accepted: the store the helper made is the sweep's
