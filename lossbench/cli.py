@@ -76,11 +76,14 @@ def _single_run(c: dict) -> float:
                 "Add -m (python -m lossbench -m ... tune.trials=N), or set tune.trials=0.",
             )
         prepared = prepare(c)  # every value and the data-dependent limits are checked before any run exists
+        from lossbench import journal
         from lossbench.tracking import Tracker, check_store, tracking_uri
 
         uri = tracking_uri(c["tracking"]["uri"])
         check_store(uri)
+        new = journal.new_store(uri)
         tracker = Tracker(uri, c["tracking"]["experiment"])
+        journal.apply(uri, c["tracking"].get("wal", "auto"), new=new)
     except ConfigError as e:
         _discard_run_folder()
         fail(str(e))
@@ -91,6 +94,7 @@ def _single_run(c: dict) -> float:
         result = execute(prepared)
     except BaseException as e:
         tracker.fail(run_id, c, e)
+        journal.checkpoint(uri)
         if not isinstance(e, Exception):
             raise  # Ctrl-C: the run is KILLED; Python reports the interruption
         where = _keep_traceback(e)
@@ -100,6 +104,7 @@ def _single_run(c: dict) -> float:
             code=1,
         )
     tracker.finish(run_id, c, result)
+    journal.checkpoint(uri)  # the store's file holds the run (its WAL log emptied)
     m = result.metrics
     log.info(
         "test: balanced accuracy %.4f, accuracy %.4f, macro-F1 %.4f%s",

@@ -203,6 +203,9 @@ def validate(cfg: Mapping) -> None:
         from lossbench.tracking import check_experiment_name
 
         check_experiment_name(cfg["tracking"].get("experiment"))
+        from lossbench.journal import check
+
+        check(cfg["tracking"].get("wal", "auto"))
     number(cfg, "seed", low=0, integer=True)
     number(cfg, "split.test", low=0, high=1, low_open=True, high_open=True)
     number(cfg, "split.val", low=0, high=1 - cfg["split"]["test"], low_open=True, high_open=True)

@@ -70,6 +70,7 @@ CASES = [
     ("lossbench", ["tracking.uri=http://127.0.0.1:9"], 2, E + "tracking.uri='http://127.0.0.1:9' is invalid: the MLflow server cannot be reached"),
     ("lossbench", ["tracking.experiment=''"], 2, E + "tracking.experiment='' is invalid: must be a non-empty name without leading or trailing blanks"),
     ("lossbench", ["tracking.experiment=' spaced '"], 2, E + "tracking.experiment=' spaced ' is invalid: must be a non-empty name"),
+    ("lossbench", ["tracking.wal=sometimes"], 2, E + "tracking.wal='sometimes' is invalid: must be auto, true or false."),
     # sweeps: every job checked before anything is recorded
     ("lossbench", ["-m", "imbalance.ratio=0.5,1"], 2, E + "job 1 (imbalance.ratio=0.5): imbalance.ratio=0.5 is invalid: must be a number >= 1."),
     ("lossbench", ["-m", "imbalance.ratio=1,1000"], 2, E + "job 2 (imbalance.ratio=1000): imbalance.ratio=1000.0 is invalid: it would leave class 7 with no training samples"),
@@ -217,9 +218,12 @@ def test_a_sweep_named_outside_its_folders_writes_only_inside_them_and_deletes_n
         "experiments",
         "figures",
         "mlflow.db",
+        "mlflow.db-shm",  # SQLite's, beside a store in WAL mode (lossbench.journal)
+        "mlflow.db-wal",
         "mlruns",
         "reports",
     ]
+    assert (work / "mlflow.db-wal").stat().st_size == 0  # every run is in mlflow.db itself
     assert sorted(p.name for p in (work / "reports").iterdir()) == sorted(dirname(n) for n in names)
     assert sorted(p.name for p in (work / "experiments").iterdir()) == sorted(dirname(n) for n in names)
     for name in names:

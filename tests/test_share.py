@@ -45,6 +45,7 @@ def _started(args: list[str], folder):
     )
 
 
+@pytest.mark.slow  # ~35 s: two 8-job torch sweeps (.ci/run's slow step)
 def test_jobs_the_helper_trains_are_recorded_as_the_launching_process_records_them(tmp_path):
     """The same 8 torch jobs with helper_jobs true and false: the helper trained some (their runs carry its
     process id), and every job has the same params (but train.threads), metrics (but the fit's seconds),
@@ -90,6 +91,7 @@ def test_jobs_the_helper_trains_are_recorded_as_the_launching_process_records_th
     assert folders["true"] == folders["false"] and len(folders["true"]) == 16  # config + overrides, 8 jobs
 
 
+@pytest.mark.slow  # ~30 s: a torch sweep interrupted, then resumed (.ci/run's slow step)
 def test_ctrl_c_stops_the_job_the_helper_trains_and_the_same_command_resumes_the_rest(tmp_path):
     """Ctrl-C (SIGINT to the process group) while the helper trains a job: exit 130 at once; no process left;
     every FINISHED run has its files; the same command again resumes exactly those, marks the interrupted
@@ -166,6 +168,7 @@ def test_a_bad_helper_jobs_value_is_refused_before_anything_is_recorded(tmp_path
     assert not (tmp_path / "mlflow.db").exists()
 
 
+@pytest.mark.slow  # ~20 s: a torch sweep whose helper is killed (.ci/run's slow step)
 def test_a_helper_that_dies_while_it_trains_leaves_its_job_to_the_launching_process(tmp_path):
     """The helper is killed (SIGKILL) while it trains a job: the launching process trains that job again (its
     run, left RUNNING by a process that is gone, is marked KILLED) and the rest; every job is FINISHED and

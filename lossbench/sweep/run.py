@@ -20,7 +20,7 @@ import time
 import uuid
 from pathlib import Path
 
-from lossbench import writer
+from lossbench import journal, writer
 from lossbench.errors import CommandError, ConfigError
 
 log = logging.getLogger("lossbench")
@@ -143,8 +143,15 @@ def run_sweep(sweeper, arguments: list[str]):
             if is_database(checked.uri):
                 # the store client module (~1 s: SQLAlchemy, alembic) before waiting for the store, not after
                 import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+            new = journal.new_store(checked.uri)
             writer.adopt_store(checked.uri)  # the sweep is accepted: the store the helper made is the sweep's
             tracker = Tracker(checked.uri, checked.experiment)
+            journal.apply(
+                checked.uri,
+                checked.jobs[0].c["tracking"].get("wal", "auto"),
+                new=new,
+                launcher_target=str(config.hydra.launcher.get("_target_", "")),
+            )
     except (CommandError, ConfigError) as e:
         _refuse(e)
     log.info(
@@ -239,13 +246,16 @@ def run_sweep(sweeper, arguments: list[str]):
             returns = launcher.launch([[*j.overrides, pin] for j in to_run], initial_job_idx=0)
     except KeyboardInterrupt:
         _close(tracker, parent, folder, settled, len(to_run), status="KILLED", reason="interrupted (Ctrl-C)")
+        journal.checkpoint(checked.uri)
         raise
     except BaseException as e:
         reason = f"the launcher failed: {e}" if to_run else f"{type(e).__name__}: {e}"
         _close(tracker, parent, folder, settled, len(to_run), status="FAILED", reason=reason)
+        journal.checkpoint(checked.uri)
         raise
     counts, missing = _close(tracker, parent, folder, settled, len(to_run))
     reported = _report(checked, tracker, parent, sweep_id)
+    journal.checkpoint(checked.uri)  # the store's file holds every run (its WAL log emptied)
     if counts["failed"] or missing or not reported:
         _EXIT["code"] = 1
     return returns
