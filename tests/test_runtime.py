@@ -53,7 +53,8 @@ def test_freeze_heap_freezes_every_50th_call(monkeypatch):
 def test_full_collections_deferred_keeps_young_collections_then_collects_and_freezes():
     """Inside the block no automatic full collection (the third threshold out of reach; the young ones as
     they were); on the way out the thresholds are back, the garbage made inside is collected and what is
-    still alive is frozen. With ``freeze=False`` only the thresholds come back."""
+    still alive is frozen. With ``freeze=False`` only the thresholds come back; with ``collect=False``
+    everything is frozen, garbage too."""
     gc.unfreeze()
     before = gc.get_threshold()
     try:
@@ -75,6 +76,14 @@ def test_full_collections_deferred_keeps_young_collections_then_collects_and_fre
         assert gone() is not None  # left to the next full collection
         gc.collect()
         assert gone() is None
+        # collect=False (a sweep's start): frozen without the collection, its garbage with the rest
+        with runtime.full_collections_deferred(collect=False):
+            garbage = _Node()
+            gone = weakref.ref(garbage)
+            del garbage
+        assert gc.get_threshold() == before and gc.get_freeze_count() > 0
+        gc.collect()
+        assert gone() is not None  # frozen: no later collection frees it
     finally:
         gc.set_threshold(*before)
         gc.unfreeze()

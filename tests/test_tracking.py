@@ -58,6 +58,36 @@ def test_fingerprint_lookup_read_from_sqlite_equals_mlflows_search(tmp_path):
     assert direct.finished_run("0" * 16) is None
 
 
+def test_the_direct_reads_keep_one_connection_that_sees_every_commit_and_a_store_made_anew(tmp_path):
+    """The read-only connection is opened once per thread and store (the second query uses it); a run
+    stored between two queries is in the second; a store removed and made again under the same name is read
+    as the new one, not through the old file's connection."""
+    import shutil
+    import threading
+
+    from lossbench import store
+
+    db = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    sql = "SELECT count(*) FROM runs"
+    tracker = Tracker(uri, "t")
+    assert store.query(uri, sql) == [(0,)]
+    first = store._reader(db)
+    tracker.start(_cfg(0))
+    assert store.query(uri, sql) == [(1,)] and store._reader(db) is first  # the same connection, fresh data
+    other = []
+    thread = threading.Thread(target=lambda: other.append((store.query(uri, sql), store._reader(db))))
+    thread.start()
+    thread.join()
+    assert other[0][0] == [(1,)] and other[0][1] is not first  # a thread of its own
+    other_store = Tracker(f"sqlite:///{tmp_path / 'other.db'}", "t")
+    for seed in (1, 2):
+        other_store.start(_cfg(seed))
+    shutil.move(db, tmp_path / "old.db")
+    shutil.copy(tmp_path / "other.db", db)  # another store under the same name
+    assert store.query(uri, sql) == [(2,)] and store._reader(db) is not first
+
+
 def test_a_store_of_an_untested_schema_is_read_through_mlflow_with_a_warning(tmp_path, caplog, monkeypatch):
     """Direct reads only for the schema revisions they were tested on: with this store's revision taken off
     that list (as a newer MLflow's would be), the same lookups are answered by search_runs, with one

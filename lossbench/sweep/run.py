@@ -118,8 +118,9 @@ def run_sweep(sweeper, arguments: list[str]):
     config, launcher = sweeper.config, sweeper.launcher
     loader = sweeper.hydra_context.config_loader
     try:
-        # imports and plan: the objects they make live to the sweep's end (lossbench.runtime)
-        with full_collections_deferred():
+        # imports and plan: the objects they make live to the sweep's end, frozen without walking them
+        # (lossbench.runtime)
+        with full_collections_deferred(collect=False):
             in_process = hasattr(launcher, "runs_in_process") and launcher.runs_in_process()  # n_jobs checked
             grid = expand(sweep_arguments(sweeper.params, arguments), loader, config.hydra.job.config_name)
             composer = JobComposer(loader, config)
