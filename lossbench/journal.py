@@ -156,8 +156,8 @@ def switch_to_wal(path: Path) -> bool:
 def checkpoint(uri: str) -> None:
     """Copy a WAL-mode store's log into its database file and empty the log (``wal_checkpoint(TRUNCATE)``),
     at the end of a sweep or run: the database file alone then holds every run (a copy of ``mlflow.db``
-    misses nothing), whatever the processes that wrote it leave open at their exit. Quiet and harmless
-    when another process is reading or writing meanwhile (SQLite then copies what it can)."""
+    misses nothing), whatever the processes that wrote it leave open at their exit. While another process
+    writes, or reads an older snapshot, SQLite waits for it at most 2 s, then copies what it can; no error."""
     import sqlite3
 
     from lossbench.store import sqlite_path

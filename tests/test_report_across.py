@@ -197,6 +197,7 @@ def test_a_sweep_over_three_datasets_reports_mean_ranks_recomputed_from_mlflow(t
             assert tables[heading][x] == pytest.approx(sum(ranks[x]) / 3, abs=0.005)
 
 
+@pytest.mark.slow  # ~24 s: two sweeps and a combined report (.ci/run's slow step)
 def test_two_experiments_combine_into_one_report_with_both_datasets(tmp_path):
     for name, data in (("a", "wine"), ("b", "breast_cancer")):
         proc = run_cli(

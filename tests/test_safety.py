@@ -308,6 +308,7 @@ def _smoke(folder: Path, *extra: str) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow  # ~31 s: two sweeps at once (.ci/run's slow step)
 def test_two_identical_sweeps_at_once_never_share_a_folder_nor_train_a_config_twice(tmp_path):
     """Two sweeps started together in one folder, with the same sweep folder (as two started in the same
     second get): each gets its own folder and parent run, both parents are closed, every config is FINISHED

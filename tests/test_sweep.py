@@ -92,6 +92,7 @@ def test_smoke_sweep_nests_children_under_one_parent_and_resumes_without_duplica
     assert len(_store(tmp_path)[2]) == SMOKE_FINISHED + 4
 
 
+@pytest.mark.slow  # ~20 s: Hydra's joblib launcher, 2 workers (.ci/run's slow step)
 def test_parallel_sweep_with_joblib_finishes_the_same_runs(tmp_path):
     proc = run_cli(["+experiment=smoke", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -173,6 +174,7 @@ def test_a_diverging_config_is_recorded_failed_and_the_others_finish(tmp_path):
     assert "traceback.txt" in {a.path for a in client.list_artifacts(failed.info.run_id)}
 
 
+@pytest.mark.slow  # ~24 s: a sweep killed, then resumed (.ci/run's slow step)
 def test_a_killed_sweep_resumes_to_exactly_one_finished_run_per_config(tmp_path):
     env = cli_env()
     proc = subprocess.Popen(
@@ -225,6 +227,7 @@ def test_an_unreachable_tracking_server_fails_fast_naming_it(tmp_path):
     assert single.returncode != 0 and "cannot be reached" in single.stderr
 
 
+@pytest.mark.slow  # ~17 s: submitit's local launcher (.ci/run's slow step)
 def test_submitit_local_launcher_runs_jobs_as_separate_processes(tmp_path):
     """The scale-out path (Hydra's Submitit launcher) with its local executor: one process per job."""
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")

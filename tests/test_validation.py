@@ -135,6 +135,7 @@ def test_bad_value_message(overrides, match):
         validate(compose_cfg(overrides))
 
 
+@pytest.mark.slow  # ~23 s: every model x loss x regularization (.ci/run's slow step)
 def test_defaults_and_every_valid_combination_validate():
     """Every (model, loss, regularization) the compatibility table allows composes and validates."""
     from lossbench.compat import REGULARIZATION, supported_losses
