@@ -31,8 +31,6 @@ from pathlib import Path
 
 log = logging.getLogger("lossbench")
 
-SETTINGS = ("auto", True, False)
-
 # file systems a SQLite store in WAL mode must not be on (several hosts may open it; no shared memory)
 NETWORK_FILESYSTEMS = frozenset(
     {
@@ -134,23 +132,26 @@ def mode(path: Path) -> str:
         connection.close()
 
 
-def switch_to_wal(path: Path) -> bool:
-    """Put the SQLite file ``path`` in WAL mode. False when SQLite did not (another process holds it)."""
+def _pragma(path: Path, statement: str) -> tuple | None:
+    """One PRAGMA on a connection of its own, which waits at most 2 s for a lock: its first row, or None
+    when SQLite refused it."""
     import sqlite3
 
     try:
         connection = sqlite3.connect(path, timeout=2.0)
+        try:
+            return connection.execute(statement).fetchone()
+        finally:
+            connection.close()
     except sqlite3.Error as e:
-        log.debug("SQLite did not open %s: %s", path, e)
-        return False
-    try:
-        found = connection.execute("PRAGMA journal_mode=WAL").fetchone()
-        return found is not None and str(found[0]).lower() == "wal"
-    except sqlite3.Error as e:
-        log.debug("SQLite did not switch %s to WAL: %s", path, e)
-        return False
-    finally:
-        connection.close()
+        log.debug("SQLite refused %s on %s: %s", statement, path, e)
+        return None
+
+
+def switch_to_wal(path: Path) -> bool:
+    """Put the SQLite file ``path`` in WAL mode. False when SQLite did not (another process holds it)."""
+    found = _pragma(path, "PRAGMA journal_mode=WAL")
+    return found is not None and str(found[0]).lower() == "wal"
 
 
 def checkpoint(uri: str) -> None:
@@ -158,21 +159,11 @@ def checkpoint(uri: str) -> None:
     at the end of a sweep or run: the database file alone then holds every run (a copy of ``mlflow.db``
     misses nothing), whatever the processes that wrote it leave open at their exit. While another process
     writes, or reads an older snapshot, SQLite waits for it at most 2 s, then copies what it can; no error."""
-    import sqlite3
-
     from lossbench.store import sqlite_path
 
     path = sqlite_path(uri)
-    if path is None or not path.with_name(path.name + "-wal").exists():
-        return
-    try:
-        connection = sqlite3.connect(path, timeout=2.0)
-        try:
-            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-        finally:
-            connection.close()
-    except sqlite3.Error as e:
-        log.debug("SQLite did not checkpoint %s: %s", path, e)
+    if path is not None and path.with_name(path.name + "-wal").exists():
+        _pragma(path, "PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def apply(uri: str, setting, *, new: bool, launcher_target: str = "") -> bool:
