@@ -31,7 +31,8 @@ from pathlib import Path
 
 log = logging.getLogger("lossbench")
 
-# file systems a SQLite store in WAL mode must not be on (several hosts may open it; no shared memory)
+# file systems a SQLite store in WAL mode must not be on (several hosts may open it; no shared memory); every
+# FUSE mount ("fuse.*": sshfs, s3fs, gcsfuse, ...) counts as one too (local_folder)
 NETWORK_FILESYSTEMS = frozenset(
     {
         "nfs",
@@ -52,13 +53,6 @@ NETWORK_FILESYSTEMS = frozenset(
         "virtiofs",
         "davfs",
         "sshfs",
-        "fuse.sshfs",
-        "fuse.glusterfs",
-        "fuse.s3fs",
-        "fuse.gcsfuse",
-        "fuse.rclone",
-        "fuse.ceph",
-        "fuse.juicefs",
     }
 )
 
@@ -166,33 +160,23 @@ def checkpoint(uri: str) -> None:
         _pragma(path, "PRAGMA wal_checkpoint(TRUNCATE)")
 
 
-def apply(uri: str, setting, *, new: bool, launcher_target: str = "") -> bool:
+def apply(uri: str, setting, *, new: bool, launcher_target: str = "") -> None:
     """Put the store of ``uri`` in WAL mode as ``tracking.wal`` (``setting``) asks (the module docstring);
-    ``new``: this process created the store. True when the store is in WAL mode afterwards because of this
-    call."""
+    ``new``: this process created the store. A store in WAL mode already stays so (SQLite's answer to the
+    switch is then ``wal`` at once)."""
     from lossbench.store import sqlite_path
 
     path = sqlite_path(uri)
     if path is None or setting is False:
-        return False
+        return
     if setting == "auto":
-        if not new or not local_launcher(launcher_target) or not local_folder(path.parent):
-            return False
-    else:
-        import sqlite3
-
-        try:
-            if mode(path) == "wal":
-                return False
-        except sqlite3.Error as e:
-            log.debug("SQLite did not read the journal mode of %s: %s", path, e)
+        if not (new and local_launcher(launcher_target) and local_folder(path.parent)):
+            return
     if switch_to_wal(path):
         log.debug("the SQLite store %s is in WAL mode", path)
-        return True
-    if setting is True:
+    elif setting is True:
         log.warning(
             "tracking.wal=true: the SQLite store %s stays in its journal mode (another process holds it); "
             "run again when nothing else uses it",
             path,
         )
-    return False
