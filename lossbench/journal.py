@@ -169,9 +169,10 @@ def apply(uri: str, setting, *, new: bool, launcher_target: str = "") -> None:
     path = sqlite_path(uri)
     if path is None or setting is False:
         return
-    if setting == "auto":
-        if not (new and local_launcher(launcher_target) and local_folder(path.parent)):
-            return
+    if setting == "auto" and not (
+        new and local_launcher(launcher_target) and local_folder(path.parent)
+    ):  # auto: only a new store, on a local disk, with every job on this host
+        return
     if switch_to_wal(path):
         log.debug("the SQLite store %s is in WAL mode", path)
     elif setting is True:
